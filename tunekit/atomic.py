@@ -1,0 +1,74 @@
+"""Atomic directory writes: build in a temporary sibling, fsync, rename into place.
+
+A crash at any point leaves either the previous directory or the new one, never a half
+written one; temporary siblings start with ``.`` and end with ``.partial`` so nothing
+picks them up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import TunekitError
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):
+            fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory that replaces *target* atomically when the block ends.
+
+    Example::
+
+        with atomic_directory("out/model") as tmp:
+            (tmp / "weights.safetensors").write_bytes(...)
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise TunekitError(f"output path {target} exists and is a file; choose a directory path")
+    if target.exists() and not overwrite:
+        raise TunekitError(f"output directory {target} already exists; pass overwrite=True or another path")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+        tmp.mkdir()
+    except PermissionError as exc:
+        raise TunekitError(f"cannot write to {parent}: permission denied; choose a writable output directory") from exc
+    except OSError as exc:
+        raise TunekitError(f"cannot create output directory next to {target}: {exc}") from exc
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if target.exists():
+            old = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        with contextlib.suppress(OSError):
+            fd = os.open(parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,215 @@
+"""Reading user data into records (lists of dicts), through 🤗 datasets' builtin loaders.
+
+Accepted sources: a path (CSV, TSV, JSON Lines, JSON, Parquet, plain text), a
+``datasets.Dataset`` / ``DatasetDict`` (its ``train`` split), a pandas DataFrame, or a
+list of dicts / tuples / strings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+}
+
+
+def is_path(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes)
+
+
+def read_table(source: Any, *, name: str = "data", tuple_columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Read *source* into a list of row dicts.
+
+    *tuple_columns* names the columns of tuple/list rows (``[("text", "label"), ...]``).
+    Raises :class:`DataError` naming the file / argument for a missing file, an unknown
+    format, unreadable content or no rows.
+    """
+    if source is None:
+        raise DataError(f"{name} is required: pass a file path, a datasets.Dataset, a DataFrame or a list of records")
+    if is_path(source):
+        rows = _read_file(Path(source), name=name)
+    elif _is_dataset_dict(source):
+        if "train" not in source:
+            raise DataError(f"{name} is a DatasetDict without a 'train' split (splits: {list(source)}); pass one split")
+        rows = source["train"].to_list()
+    elif _is_dataset(source):
+        rows = source.to_list()
+    elif _is_dataframe(source):
+        rows = source.to_dict(orient="records")
+    elif isinstance(source, (list, tuple)):
+        rows = _rows_from_list(list(source), name=name, tuple_columns=tuple_columns)
+    else:
+        raise DataError(
+            f"{name} has an unsupported type {type(source).__name__}; pass a path (.csv/.tsv/.jsonl/.json/"
+            f".parquet/.txt), a datasets.Dataset, a pandas DataFrame or a list of dicts/tuples"
+        )
+    if not rows:
+        raise DataError(f"{name} is empty ({_describe(source)}): it has no records")
+    return rows
+
+
+def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise DataError(f"{name} file not found: {path}. Check the path (relative paths start at {Path.cwd()}).")
+    if path.is_dir():
+        raise DataError(f"{name} path {path} is a directory; pass a data file")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"{name} file {path} has an unknown format {path.suffix!r}; use one of "
+            f"{', '.join(sorted(FORMATS))} (or load it yourself and pass a DataFrame / list of dicts)"
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"{name} file {path} is empty")
+    _check_utf8(path, name=name, fmt=fmt)
+    import datasets
+
+    kwargs: dict[str, Any] = {}
+    builder = fmt
+    if fmt == "tsv":
+        builder, kwargs = "csv", {"delimiter": "\t"}
+    if fmt == "json" and path.suffix.lower() == ".json":
+        kwargs["field"] = _json_field(path)
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:  # datasets raises many types for bad content
+        raise DataError(f"{name} file {path} could not be read as {fmt}: {type(exc).__name__}: {exc}") from exc
+    return ds.to_list()
+
+
+def _json_field(path: Path) -> str | None:
+    """A JSON file holding ``{"data": [...]}`` is read from that list; a top-level list as is."""
+    import json
+
+    with path.open(encoding="utf-8") as fh:
+        try:
+            obj = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    if isinstance(obj, dict):
+        lists = [k for k, v in obj.items() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+        raise DataError(f"file {path} is a JSON object; expected a list of records or one key holding a list")
+    return None
+
+
+def _check_utf8(path: Path, *, name: str, fmt: str) -> None:
+    if fmt == "parquet":
+        return
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{name} file {path} is not UTF-8 (line {lineno}, byte {exc.start}); "
+                    f"re-save it as UTF-8 (e.g. iconv -f gbk -t utf-8)"
+                ) from None
+
+
+def _rows_from_list(items: list[Any], *, name: str, tuple_columns: Sequence[str] | None) -> list[dict[str, Any]]:
+    rows = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            rows.append(dict(item))
+        elif isinstance(item, (tuple, list)):
+            cols = list(tuple_columns or [f"column_{j}" for j in range(len(item))])
+            if len(item) > len(cols):
+                raise DataError(f"{name} record {i} has {len(item)} fields; expected at most {len(cols)} ({', '.join(cols)})")
+            rows.append(dict(zip(cols, item)))
+        elif isinstance(item, str):
+            rows.append({"text": item})
+        else:
+            raise DataError(f"{name} record {i} is a {type(item).__name__}; expected a dict, tuple or string")
+    return rows
+
+
+def _is_dataset(obj: Any) -> bool:
+    return type(obj).__name__ in ("Dataset", "IterableDataset") and hasattr(obj, "to_list")
+
+
+def _is_dataset_dict(obj: Any) -> bool:
+    return type(obj).__name__ == "DatasetDict"
+
+
+def _is_dataframe(obj: Any) -> bool:
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict")
+
+
+def _describe(source: Any) -> str:
+    return str(source) if is_path(source) else type(source).__name__
+
+
+def find_column(
+    columns: Sequence[str], wanted: str | None, candidates: Sequence[str], *, role: str, name: str, option: str
+) -> str:
+    """The column for *role*: *wanted* if given (must exist), else the first candidate present."""
+    if wanted is not None:
+        if wanted not in columns:
+            from .errors import close_matches_hint
+
+            raise DataError(
+                f"{name} has no column {wanted!r} (given as {option}=){close_matches_hint(wanted, columns)}; "
+                f"columns are: {', '.join(map(str, columns))}"
+            )
+        return wanted
+    lowered = {str(c).lower(): c for c in columns}
+    for cand in candidates:
+        if cand in lowered:
+            return lowered[cand]
+    raise DataError(
+        f"{name} has no {role} column: looked for {', '.join(candidates)}; columns are: "
+        f"{', '.join(map(str, columns))}. Name it with {option}=..."
+    )
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def split_records(
+    records: Sequence[dict[str, Any]], *, fraction: float, seed: int, key: Callable[[dict[str, Any]], Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seeded (stratified where *key* gives a value) split into (train, eval).
+
+    Every stratum keeps at least one training example; small strata may give none to eval.
+    """
+    rng = random.Random(seed)
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        k = key(rec)
+        groups[k if k is not None else "__all__"].append(i)
+    eval_idx: list[int] = []
+    for k in sorted(groups, key=repr):
+        idx = groups[k]
+        rng.shuffle(idx)
+        n_eval = min(len(idx) - 1, round(len(idx) * fraction))
+        eval_idx += idx[: max(n_eval, 0)]
+    chosen = set(eval_idx)
+    train = [r for i, r in enumerate(records) if i not in chosen]
+    evals = [r for i, r in enumerate(records) if i in chosen]
+    if not evals:
+        raise DataError(
+            f"eval_split={fraction} of {len(records)} records leaves no evaluation data; "
+            f"pass eval_data=..., a larger eval_split, or eval_split=0 to train without evaluation"
+        )
+    return train, evals

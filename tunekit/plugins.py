@@ -1,0 +1,181 @@
+"""Plugin discovery: built-in plugins and the ``tunekit`` entry point group, through pluggy.
+
+Built-in plugins (``classify``, the strategies, the heads, the model aliases) are loaded
+through the same hooks as external ones. A plugin that fails to import, or raises inside
+a hook, is reported with a warning naming it and skipped; the others keep working.
+``TUNEKIT_DISABLE_PLUGINS=name1,name2`` disables plugins by name (entry point name or
+built-in module name).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+
+ENTRY_POINT_GROUP = "tunekit"
+DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
+
+BUILTIN_PLUGINS = (
+    "tunekit.heads",
+    "tunekit.models",
+    "tunekit.strategies",
+    "tunekit.tasks.classify",
+)
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped because it is broken."""
+
+
+@attrs.frozen(kw_only=True)
+class ModelAlias:
+    """A backbone alias registered by a plugin: ``alias`` → ``target`` (hub id or path)."""
+
+    alias: str
+    target: str
+    info: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class PluginRecord:
+    """What one plugin is and what it did: shown by ``tunekit plugins``."""
+
+    name: str
+    source: str  # "builtin" or the distribution that provides the entry point
+    version: str = ""
+    registered: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class PluginState:
+    """Everything the plugins registered, built once and cached."""
+
+    def __init__(self) -> None:
+        self.tasks: Registry[type] = Registry("task")
+        self.strategies: Registry[type] = Registry("strategy")
+        self.heads: Registry[type] = Registry("head")
+        self.models: Registry[ModelAlias] = Registry("model")
+        self.records: list[PluginRecord] = []
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+
+
+_state: PluginState | None = None
+_lock = threading.Lock()
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def get_state() -> PluginState:
+    """Load every plugin (once) and return the registries."""
+    global _state
+    with _lock:
+        if _state is None:
+            _state = _load()
+        return _state
+
+
+def reset() -> None:
+    """Forget loaded plugins so the next lookup discovers them again (tests, notebooks)."""
+    global _state
+    with _lock:
+        _state = None
+
+
+def _load() -> PluginState:
+    state = PluginState()
+    disabled = disabled_plugins()
+    modules: list[tuple[str, str, str, Callable[[], Any]]] = []
+    for mod in BUILTIN_PLUGINS:
+        modules.append((mod, "builtin", "", lambda mod=mod: importlib.import_module(mod)))
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        modules.append(
+            (
+                ep.name,
+                dist.metadata["Name"] if dist is not None else "?",
+                dist.version if dist is not None else "",
+                ep.load,
+            )
+        )
+    loaded: list[tuple[str, str, str]] = []
+    for name, source, version, load in modules:
+        if name in disabled:
+            state.records.append(PluginRecord(name=name, source=source, version=version, error="disabled"))
+            continue
+        try:
+            plugin = load()
+            state.manager.register(plugin, name=name)
+        except Exception as exc:  # a broken plugin must not take tunekit down
+            msg = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"tunekit plugin {name!r} ({source}) failed to load and was skipped: {msg}",
+                PluginWarning,
+                stacklevel=2,
+            )
+            state.records.append(PluginRecord(name=name, source=source, version=version, error=msg))
+            continue
+        loaded.append((name, source, version))
+
+    registered: dict[str, list[str]] = {name: [] for name, _, _ in loaded}
+    errors: dict[str, str] = {}
+    hooks = (
+        ("tunekit_register_heads", state.heads, "head"),
+        ("tunekit_register_strategies", state.strategies, "strategy"),
+        ("tunekit_register_tasks", state.tasks, "task"),
+        ("tunekit_register_models", state.models, "model"),
+    )
+    for hook_name, registry, kind in hooks:
+        hook = getattr(state.manager.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            plugin_name = impl.plugin_name
+            if plugin_name in errors:
+                continue
+
+            def register(*args: Any, _reg=registry, _kind=kind, _plugin=plugin_name, **info: Any) -> None:
+                if _kind == "model":
+                    alias, target = args
+                    _reg.add(alias, ModelAlias(alias=alias, target=str(target), info=info), plugin=_plugin)
+                    registered[_plugin].append(f"model:{alias}")
+                else:
+                    (obj,) = args
+                    _reg.add(obj.name, obj, aliases=tuple(getattr(obj, "aliases", ())), plugin=_plugin)
+                    registered[_plugin].append(f"{_kind}:{obj.name}")
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise  # a name clash is the user's to resolve, not something to skip
+            except Exception as exc:
+                msg = f"{type(exc).__name__} in {hook_name}: {exc}"
+                warnings.warn(
+                    f"tunekit plugin {plugin_name!r} raised in {hook_name} and was skipped: {exc!r}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                errors[plugin_name] = msg
+    for name, source, version in loaded:
+        state.records.append(
+            PluginRecord(
+                name=name,
+                source=source,
+                version=version,
+                registered=tuple(registered[name]),
+                error=errors.get(name),
+            )
+        )
+    return state

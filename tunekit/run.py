@@ -1,0 +1,112 @@
+"""The result of ``finetune()`` and ``load()``: a trained model you can use and save."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .config import TrainingConfig
+from .history import History
+from .inference import compute_outputs
+from .strategy import Strategy
+from .task import Task
+from .taskmodel import TaskModel
+
+
+class Run:
+    """A trained task model: ``history``, ``metrics``, ``predict()``, ``evaluate()``,
+    ``save()``, ``plot()``.
+
+    Example::
+
+        run = tunekit.finetune(task="classify", data="reviews.csv")
+        print(run.history)
+        run.predict(["what a wonderful film"])
+        run.save("out/sentiment")
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        strategy: Strategy,
+        model: TaskModel,
+        tokenizer: Any,
+        training: TrainingConfig,
+        backbone: dict[str, Any],
+        history: History | None = None,
+        metrics: dict[str, float] | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        self.task = task
+        self.strategy = strategy
+        self.model = model
+        self.tokenizer = tokenizer
+        self.training = training
+        self.backbone = backbone
+        self.history = history or History()
+        self.metrics = dict(metrics or {})
+        self.precision = precision
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if isinstance(v, float))
+        return f"<tunekit.Run task={self.task.name!r} strategy={self.strategy.name!r} model={self.backbone.get('name')!r} {shown}>"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.task.schema.labels if self.task.schema else ()
+
+    def predict(self, inputs: Any, *, batch_size: int | None = None, **options: Any) -> Any:
+        """Predict for one input or a list of inputs (what a task accepts: texts, pairs...).
+
+        A single input gives a single prediction; a list gives a list. *options* go to the
+        task's decoder (``threshold=``, ``top_k=``...).
+        """
+        single = _is_single(inputs)
+        records = self.task.parse_inputs([inputs] if single else inputs)
+        if not records:
+            return []
+        predictions = self._decode(records, with_labels=False, batch_size=batch_size, options=options)[0]
+        return predictions[0] if single else predictions
+
+    def _decode(self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]):
+        features = self.task.encode(records, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels)
+        outputs, loss = compute_outputs(
+            self.model,
+            self.task,
+            self.tokenizer,
+            features,
+            batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
+            precision=self.precision,
+            with_loss=with_labels,
+        )
+        return self.task.decode(outputs, features, records, **options), loss
+
+    def evaluate(self, data: Any, *, batch_size: int | None = None) -> dict[str, float]:
+        """Metrics (and ``eval_loss``) of the model on labelled *data* (any accepted source)."""
+        records = self.task.read(data, name="data")
+        predictions, loss = self._decode(records, with_labels=True, batch_size=batch_size, options={})
+        metrics = {"eval_loss": loss} if loss is not None else {}
+        metrics.update(self.task.metrics(predictions, records))
+        return metrics
+
+    def save(self, path: str | os.PathLike, **options: Any) -> str:
+        """Write a verified bundle directory (atomically); returns its path."""
+        from .bundle import save_bundle
+
+        return save_bundle(self, path, **options)
+
+    def plot(self, path: str | os.PathLike, *, metric: str | None = None) -> str:
+        """Draw the learning curve (train vs eval loss, and a metric, per epoch) to *path*."""
+        from .plots import plot_history
+
+        return plot_history(self.history, path, metric=metric)
+
+
+def _is_single(inputs: Any) -> bool:
+    if isinstance(inputs, (str, dict)):
+        return True
+    if isinstance(inputs, tuple) and inputs and all(isinstance(x, str) for x in inputs):
+        return True  # one text pair
+    return not isinstance(inputs, Sequence)

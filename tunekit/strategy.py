@@ -1,0 +1,73 @@
+"""The :class:`Strategy` interface: which parameters learn, and what a bundle stores.
+
+A strategy never knows the task: it sees a :class:`~tunekit.taskmodel.TaskModel`
+(encoder + representation + head) and decides what trains. ``apply`` must be
+deterministic, because ``tunekit.load()`` calls it again to rebuild the same structure
+before loading the saved weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import nn
+
+from .task import NoOptions
+from .taskmodel import TaskModel
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class Strategy:
+    """Base class of fine-tuning strategies.
+
+    Class attributes: ``name``, ``aliases``, ``Config`` (frozen attrs class of options
+    that ``finetune()`` routes here), ``description``.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = NoOptions
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def apply(self, model: TaskModel) -> None:
+        """Set ``requires_grad`` / wrap modules of *model* in place."""
+        raise NotImplementedError
+
+    def parameter_groups(self, model: nn.Module, *, learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; by default no weight decay on biases and norms."""
+        decay, no_decay = [], []
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": weight_decay, "lr": learning_rate},
+            {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate},
+        ]
+        return [g for g in groups if g["params"]]
+
+    @property
+    def stores_encoder(self) -> bool:
+        """Whether bundles store the whole encoder (else only the trained parameters, plus
+        the base model's identity and weight hash, and load re-attaches to the base)."""
+        return True
+
+    def saved_state(self, model: TaskModel) -> dict[str, Any]:
+        """The tensors a bundle stores for *model*."""
+        state = model.state_dict()
+        if self.stores_encoder:
+            return state
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if k in trained or not k.startswith("encoder.")}
+
+    def prepare_for_save(self, model: TaskModel) -> None:
+        """Hook before a bundle is written (e.g. to check a merge)."""
+
+    @property
+    def cache_features(self) -> bool:
+        """Whether the encoder is frozen so that its outputs may be computed once and reused."""
+        return False

@@ -1,0 +1,329 @@
+"""``classify``: single-label, multi-label and regression over single texts.
+
+Records are ``{"text": str, "label": ...}``. The problem kind is detected from the labels
+(lists → multi-label; non-integer numbers → regression; anything else → single-label)
+or given with ``problem=``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import _one_of
+from ..data import find_column, is_missing, read_table
+from ..errors import ConfigError, DataError
+from ..head import Head
+from ..hookspecs import hookimpl
+from ..labels import LabelSchema
+from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
+from ..task import Feature, Record, Task
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet", "snippet", "body", "input", "query")
+LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "score", "y", "rating")
+
+
+def _tuple_of_ints(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,)
+    return tuple(int(v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class ClassifyConfig:
+    """Options of ``classify``.
+
+    - ``text_column`` / ``label_column``: column names (auto-detected from common names).
+    - ``problem``: ``auto`` | ``single_label`` | ``multi_label`` | ``regression``.
+    - ``label_separator``: splits string labels for multi-label (``"sports|politics"``).
+    - ``class_weights``: ``None``, ``"balanced"`` or ``{label: weight}``.
+    - ``long_text``: ``truncate`` (default) or ``chunk`` (overlapping windows of
+      ``max_length`` with ``stride`` tokens of overlap; logits averaged per text).
+    - ``head`` (``linear`` | ``mlp`` | any registered head), ``hidden``, ``dropout``,
+      ``activation``, ``pooling`` (``mean`` | ``cls`` | ``max``).
+    - ``threshold``: probability above which a multi-label label is predicted.
+    """
+
+    text_column: str | None = None
+    label_column: str | None = None
+    problem: str = attrs.field(default="auto", validator=_one_of("auto", "single_label", "multi_label", "regression"))
+    label_separator: str = "|"
+    class_weights: str | Mapping[str, float] | None = None
+    long_text: str = attrs.field(default="truncate", validator=_one_of("truncate", "chunk"))
+    stride: int = 32
+    head: str = "linear"
+    hidden: tuple[int, ...] = attrs.field(default=(512,), converter=_tuple_of_ints)
+    dropout: float = 0.1
+    activation: str = "relu"
+    pooling: str = attrs.field(default="mean", validator=_one_of("mean", "cls", "max"))
+    threshold: float = 0.5
+
+
+class ClassifyTask(Task):
+    """Text classification and regression.
+
+    Example::
+
+        run = tunekit.finetune(task="classify", data="reviews.csv", epochs=3)
+        run.predict(["what a wonderful film"])
+        # [{'label': 'pos', 'score': 0.97, 'probabilities': {'neg': 0.03, 'pos': 0.97}}]
+    """
+
+    name = "classify"
+    aliases = ("text-classification", "sentiment", "classification")
+    description = "single-label, multi-label or regression on single texts"
+    Config = ClassifyConfig
+
+    def __init__(self, config: ClassifyConfig | None = None) -> None:
+        super().__init__(config)
+        self.weights: list[float] | None = None
+
+    # ---- data ---------------------------------------------------------------------------
+    def read(self, source: Any, *, name: str = "data") -> list[Record]:
+        rows = read_table(source, name=name, tuple_columns=("text", "label"))
+        columns = list(rows[0].keys())
+        text_col = find_column(columns, self.config.text_column, TEXT_COLUMNS, role="text", name=name, option="text_column")
+        label_col = find_column(
+            columns, self.config.label_column, LABEL_COLUMNS, role="label", name=name, option="label_column"
+        )
+        records = []
+        for i, row in enumerate(rows):
+            text = row.get(text_col)
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(
+                    f"{name} record {i} has an empty or non-text value in column {text_col!r} ({text!r}); "
+                    f"remove the record or fill in its text"
+                )
+            label = row.get(label_col)
+            if is_missing(label) or (isinstance(label, str) and not label.strip()):
+                raise DataError(
+                    f"{name} record {i} has no label in column {label_col!r}; remove it or fill in the label "
+                    f"(predict() takes unlabelled texts)"
+                )
+            records.append({"text": text, "label": self._normalise_label(label, i, name)})
+        return records
+
+    def _normalise_label(self, label: Any, index: int, name: str) -> Any:
+        problem = self.config.problem
+        if problem == "multi_label" or (problem == "auto" and isinstance(label, (list, tuple, np.ndarray))):
+            if isinstance(label, str):
+                return [p.strip() for p in label.split(self.config.label_separator) if p.strip()]
+            return [str(v) for v in label]
+        if problem == "regression":
+            try:
+                return float(label)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{name} record {index} has label {label!r}, but problem='regression' needs numbers"
+                ) from None
+        if isinstance(label, (bool, np.bool_)):
+            return str(label)
+        if isinstance(label, (float, np.floating)) and float(label).is_integer():
+            return str(int(label))
+        if isinstance(label, (int, np.integer)):
+            return str(int(label))
+        return label if isinstance(label, str) else label
+
+    def _kind(self, records: Sequence[Record]) -> str:
+        if self.config.problem != "auto":
+            return self.config.problem
+        labels = [r["label"] for r in records]
+        if any(isinstance(v, list) for v in labels):
+            return "multi_label"
+        if any(isinstance(v, float) for v in labels):
+            return "regression"
+        return "single_label"
+
+    def setup(self, records: Sequence[Record]) -> None:
+        kind = self._kind(records)
+        labels = [r["label"] for r in records]
+        if kind == "regression":
+            bad = [i for i, v in enumerate(labels) if not isinstance(v, (int, float))]
+            if bad:
+                raise DataError(f"record {bad[0]} has label {labels[bad[0]]!r}, but regression needs numbers")
+        if kind == "single_label" and any(isinstance(v, float) for v in labels):
+            raise DataError("labels mix numbers and categories; pass problem='regression' or 'single_label'")
+        self.schema = LabelSchema.from_values(labels, kind=kind)
+        if kind != "regression" and self.schema.num_labels < 2 and kind == "single_label":
+            raise DataError(
+                f"the training data has only one label ({self.schema.labels[0]!r}); classification needs at least two"
+            )
+        self.weights = self._class_weights(records)
+
+    def _class_weights(self, records: Sequence[Record]) -> list[float] | None:
+        cw = self.config.class_weights
+        schema = self.require_schema()
+        if cw is None:
+            return None
+        if schema.kind == "regression":
+            raise ConfigError("class_weights cannot be used with regression")
+        if cw == "balanced":
+            if schema.kind == "multi_label":
+                pos = np.array([schema.encode_multi(r["label"]) for r in records]).sum(0)
+                return [float((len(records) - p) / max(p, 1)) for p in pos]  # BCE pos_weight
+            from sklearn.utils.class_weight import compute_class_weight
+
+            ids = np.array([schema.id_of(r["label"]) for r in records])
+            present = np.unique(ids)
+            w = compute_class_weight("balanced", classes=present, y=ids)
+            full = np.ones(schema.num_labels)
+            full[present] = w
+            return [float(x) for x in full]
+        if isinstance(cw, Mapping):
+            unknown = [k for k in cw if str(k) not in schema.labels]
+            if unknown:
+                raise ConfigError(f"class_weights names labels not in the data: {unknown}; labels: {list(schema.labels)}")
+            return [float(cw.get(label, cw.get(_maybe_int(label), 1.0))) for label in schema.labels]
+        raise ConfigError(f"class_weights={cw!r}: use None, 'balanced' or a dict {{label: weight}}")
+
+    def stratify_key(self, record: Record) -> Any:
+        return record["label"] if isinstance(record["label"], str) else None
+
+    def parse_inputs(self, inputs: Any) -> list[Record]:
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        records = []
+        for i, item in enumerate(inputs):
+            text = item.get("text") if isinstance(item, Mapping) else item
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"predict input {i} is empty or not a string ({text!r})")
+            records.append({"text": text})
+        return records
+
+    def encode(self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool) -> list[Feature]:
+        texts = [r["text"] for r in records]
+        chunk = self.config.long_text == "chunk"
+        enc = tokenizer(
+            texts,
+            truncation=True,
+            max_length=max_length,
+            return_overflowing_tokens=chunk,
+            stride=min(self.config.stride, max_length // 2) if chunk else 0,
+        )
+        mapping = enc.pop("overflow_to_sample_mapping", None) or list(range(len(texts)))
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        features = []
+        schema = self.schema
+        for j, example in enumerate(mapping):
+            feat: Feature = {k: enc[k][j] for k in keys}
+            feat["example_index"] = int(example)
+            if with_labels:
+                feat["labels"] = self._target(records[example]["label"], example, schema)
+            features.append(feat)
+        return features
+
+    def _target(self, label: Any, index: int, schema: LabelSchema | None) -> Any:
+        schema = schema or self.require_schema()
+        where = f"in record {index}"
+        if schema.kind == "multi_label":
+            if not isinstance(label, list):
+                raise DataError(f"record {index} has label {label!r}; multi-label data needs a list of labels")
+            return schema.encode_multi(label, where=where)
+        if schema.kind == "regression":
+            if not isinstance(label, (int, float)):
+                raise DataError(f"record {index} has label {label!r}; regression needs a number")
+            lo, hi = schema.value_range or (0.0, 1.0)
+            return (float(label) - lo) / ((hi - lo) or 1.0)
+        return schema.id_of(label, where=where)
+
+    # ---- model --------------------------------------------------------------------------
+    def build_head(self, backbone: Any) -> Head:
+        from ..plugins import get_state
+
+        schema = self.require_schema()
+        head_cls = get_state().heads.get(self.config.head)
+        return head_cls(
+            backbone.hidden_size,
+            schema.num_labels,
+            hidden=self.config.hidden,
+            dropout=self.config.dropout,
+            activation=self.config.activation,
+            pooling=self.config.pooling,
+        )
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        labels = batch["labels"]
+        kind = self.require_schema().kind
+        weights = torch.tensor(self.weights, device=logits.device) if self.weights else None
+        if kind == "regression":
+            return F.mse_loss(logits.squeeze(-1), labels.float())
+        if kind == "multi_label":
+            return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+        return F.cross_entropy(logits, labels.long(), weight=weights)
+
+    def batch_outputs(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"logits": outputs["logits"].float()}
+
+    def decode(self, outputs, features, records, **options: Any) -> list[Any]:
+        schema = self.require_schema()
+        grouped: dict[int, list[np.ndarray]] = defaultdict(list)
+        for out, feat in zip(outputs, features):
+            grouped[feat["example_index"]].append(out["logits"])
+        threshold = options.get("threshold", self.config.threshold)
+        predictions = []
+        for i in range(len(records)):
+            logits = np.mean(grouped[i], axis=0)
+            if schema.kind == "regression":
+                lo, hi = schema.value_range or (0.0, 1.0)
+                value = float(logits[0]) * ((hi - lo) or 1.0) + lo
+                predictions.append({"label": value, "score": value})
+            elif schema.kind == "multi_label":
+                probs = 1 / (1 + np.exp(-logits))
+                chosen = [j for j, p in enumerate(probs) if p >= threshold]
+                predictions.append(
+                    {
+                        "label": [schema.labels[j] for j in chosen],
+                        "score": [float(probs[j]) for j in chosen],
+                        "probabilities": {schema.labels[j]: float(p) for j, p in enumerate(probs)},
+                    }
+                )
+            else:
+                probs = np.exp(logits - logits.max())
+                probs /= probs.sum()
+                best = int(probs.argmax())
+                predictions.append(
+                    {
+                        "label": schema.labels[best],
+                        "score": float(probs[best]),
+                        "probabilities": {schema.labels[j]: float(p) for j, p in enumerate(probs)},
+                    }
+                )
+        return predictions
+
+    def metrics(self, predictions: Sequence[Any], records: Sequence[Record]) -> dict[str, float]:
+        schema = self.require_schema()
+        if schema.kind == "regression":
+            return regression_metrics([r["label"] for r in records], [p["score"] for p in predictions])
+        if schema.kind == "multi_label":
+            gold = np.array([schema.encode_multi(r["label"], where=f"in record {i}") for i, r in enumerate(records)])
+            pred = np.array([schema.encode_multi(p["label"]) for p in predictions])
+            return multilabel_metrics(gold, pred)
+        gold = [schema.id_of(r["label"], where=f"in record {i}") for i, r in enumerate(records)]
+        pred = [schema.id_of(p["label"]) for p in predictions]
+        return classification_metrics(gold, pred)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "weights": self.weights}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        super().load_state(state)
+        self.weights = state.get("weights")
+
+
+def _maybe_int(label: str) -> Any:
+    try:
+        return int(label)
+    except ValueError:
+        return label
+
+
+@hookimpl
+def tunekit_register_tasks(register):
+    register(ClassifyTask)
