@@ -56,9 +56,12 @@ def make_tiny_model(
         for piece in _pieces(text, chinese):
             vocab.setdefault(piece, None)
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(
-        vocab_file=str(path / "vocab.txt"), do_lower_case=True, tokenize_chinese_chars=True
-    )
+    import inspect
+
+    if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
+        tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    else:
+        tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
     tokenizer.model_max_length = max_position_embeddings
     tokenizer.save_pretrained(path)
     common = dict(
@@ -79,5 +82,8 @@ def make_tiny_model(
         model = BertModel(BertConfig(**common))
     else:
         raise ValueError(f"model_type must be 'bert' or 'ernie', not {model_type!r}")
-    model.save_pretrained(path, safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(path)
     return str(path)
