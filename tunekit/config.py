@@ -116,7 +116,7 @@ def split_options(
             known = (*TRAINING_OPTIONS, *task_names, *strategy_names)
             raise ConfigError(
                 f"unknown option {key!r} for task {task_cls.name!r} with strategy {strategy_cls.name!r}"
-                f"{close_matches_hint(key, known)}. Options: training: {', '.join(TRAINING_OPTIONS)}; "
+                f"{close_matches_hint(key, known) or '.'} Options: training: {', '.join(TRAINING_OPTIONS)}; "
                 f"task {task_cls.name!r}: {', '.join(task_names) or '(none)'}; "
                 f"strategy {strategy_cls.name!r}: {', '.join(strategy_names) or '(none)'}."
             )
