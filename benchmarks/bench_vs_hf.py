@@ -43,20 +43,26 @@ def train_hf(train, test, args, path):
         return d.map(lambda b: tok(b["text"], truncation=True, max_length=args.max_length), batched=True)
 
     train_ds, test_ds = ds(train), ds(test)
+    import inspect
+
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio).
+    warmup_kwargs = {"warmup_ratio": 0.1} if "warmup_ratio" in accepted else {"warmup_steps": 0.1}
+    extra = {"group_by_length": True} if args.hf_group_by_length and "group_by_length" in accepted else {}
     targs = TrainingArguments(
         output_dir="/tmp/tunekit-bench-hf",
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size * 2,
         num_train_epochs=args.epochs,
         learning_rate=5e-5,
-        warmup_ratio=0.1,
+        **warmup_kwargs,
         weight_decay=0.01,
         seed=42,
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
         logging_strategy="no",
-        group_by_length=args.hf_group_by_length,
+        **extra,
         use_cpu=not torch.cuda.is_available(),
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok))
