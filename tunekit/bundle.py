@@ -58,24 +58,42 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def save_bundle(run: Run, path: str | os.PathLike, **options: Any) -> str:
+def save_bundle(run: Run, path: str | os.PathLike, *, merged: bool | None = None, **options: Any) -> str:
     """Write *run* as a bundle at *path* (replacing an existing bundle there atomically).
+
+    By default a bundle holds what the strategy trained (adapter / head / top layers) plus
+    the base model's identity and weights hash, and loading re-attaches to that base.
+    ``merged=True`` writes a standalone bundle with the whole encoder instead (an adapter is
+    folded into the weights and checked to give the same outputs, or refused); ``None``
+    follows the strategy's ``merge`` option where it has one.
 
     Only the main process writes when several processes train together.
     """
     from safetensors.torch import save_file
 
     if options:
-        raise TunekitError(f"unknown save option(s) {sorted(options)} for strategy {run.strategy.name!r}")
+        raise TunekitError(
+            f"unknown save option(s) {sorted(options)} for strategy {run.strategy.name!r}; save takes merged=True|False"
+        )
     path = Path(path)
     if not _is_main_process():
         return str(path)
-    run.strategy.prepare_for_save(run.model)
-    state = run.strategy.saved_state(run.model)
+    strategy, model = run.strategy, run.model
+    if merged is None:
+        merged = bool(getattr(strategy.config, "merge", False))
+    if merged:
+        model = strategy.merged_model(run.model)
+        strategy = strategy.standalone()
+        state = model.state_dict()
+        stores_encoder = True
+    else:
+        strategy.prepare_for_save(model)
+        state = strategy.saved_state(model)
+        stores_encoder = strategy.stores_encoder
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     with atomic_directory(path) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        encoder = run.model.encoder
+        encoder = model.encoder
         base = getattr(encoder, "get_base_model", lambda: encoder)()
         base.config.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp / "tokenizer")
@@ -84,9 +102,10 @@ def save_bundle(run: Run, path: str | os.PathLike, **options: Any) -> str:
             "format_version": FORMAT_VERSION,
             "task": {"name": run.task.name, "config": config_to_dict(run.task.config), "state": run.task.state()},
             "strategy": {
-                "name": run.strategy.name,
-                "config": config_to_dict(run.strategy.config),
-                "stores_encoder": run.strategy.stores_encoder,
+                "name": strategy.name,
+                "config": config_to_dict(strategy.config),
+                "stores_encoder": stores_encoder,
+                "merged_from": run.strategy.name if merged else None,
             },
             "training": config_to_dict(run.training),
             "precision": run.precision,

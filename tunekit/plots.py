@@ -9,8 +9,11 @@ from .errors import TunekitError
 from .history import History
 
 
-def plot_history(history: History, path: str | os.PathLike, *, metric: str | None = None) -> str:
-    """Learning curve: train and eval loss per epoch, and one metric on a second panel."""
+def plot_history(
+    history: History, path: str | os.PathLike, *, metric: str | None = None, layer_weights: list[float] | None = None
+) -> str:
+    """Learning curve: train and eval loss per epoch, and one metric on a second panel;
+    with *layer_weights* (a learned layer mix) a bar chart of them on a last panel."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -22,7 +25,8 @@ def plot_history(history: History, path: str | os.PathLike, *, metric: str | Non
     skip = {"epoch", "step", "train_loss", "eval_loss", "seconds"}
     if metric is None:
         metric = next((c for c in history.columns if c not in skip), None)
-    fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5, 4), squeeze=False)
+    panels = 1 + bool(metric) + bool(layer_weights)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     ax = axes[0][0]
     for name in ("train_loss", "eval_loss"):
         values = history.column(name)
@@ -37,6 +41,12 @@ def plot_history(history: History, path: str | os.PathLike, *, metric: str | Non
         ax.plot(epochs, history.column(metric), marker="o", color="tab:green")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
+    if layer_weights:
+        ax = axes[0][panels - 1]
+        names = ["emb", *(str(i) for i in range(1, len(layer_weights)))]
+        ax.bar(names, layer_weights, color="tab:purple")
+        ax.set_xlabel("layer")
+        ax.set_title("learned layer weights")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

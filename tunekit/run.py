@@ -54,6 +54,13 @@ class Run:
         return f"<tunekit.Run task={self.task.name!r} strategy={self.strategy.name!r} model={self.backbone.get('name')!r} {shown}>"
 
     @property
+    def layer_weights(self) -> list[float] | None:
+        """The learned weight of each hidden state (embeddings first, then layer 1..n) when
+        the head reads a layer mix (``strategy="layer-mix"``), else ``None``."""
+        weights = getattr(self.model.representation, "layer_weights", None)
+        return weights() if callable(weights) else None
+
+    @property
     def labels(self) -> tuple[str, ...]:
         return self.task.schema.labels if self.task.schema else ()
 
@@ -98,10 +105,11 @@ class Run:
         return save_bundle(self, path, **options)
 
     def plot(self, path: str | os.PathLike, *, metric: str | None = None) -> str:
-        """Draw the learning curve (train vs eval loss, and a metric, per epoch) to *path*."""
+        """Draw the learning curve (train vs eval loss, and a metric, per epoch) to *path*,
+        plus the learned layer weights when the run has them (``layer-mix``)."""
         from .plots import plot_history
 
-        return plot_history(self.history, path, metric=metric)
+        return plot_history(self.history, path, metric=metric, layer_weights=self.layer_weights)
 
 
 def _is_single(inputs: Any) -> bool:

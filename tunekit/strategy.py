@@ -37,7 +37,9 @@ class Strategy:
         """Set ``requires_grad`` / wrap modules of *model* in place."""
         raise NotImplementedError
 
-    def parameter_groups(self, model: nn.Module, *, learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+    def parameter_groups(
+        self, model: nn.Module, *, learning_rate: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
         """Optimizer parameter groups; by default no weight decay on biases and norms."""
         decay, no_decay = [], []
         for name, param in model.named_parameters():
@@ -71,3 +73,25 @@ class Strategy:
     def cache_features(self) -> bool:
         """Whether the encoder is frozen so that its outputs may be computed once and reused."""
         return False
+
+    @property
+    def cache_dir(self) -> str | None:
+        """Directory of the on-disk feature cache (``None``: cache in memory only)."""
+        return None
+
+    def on_train_begin(self, model: nn.Module, *, total_steps: int) -> None:
+        """Called by the trainer once before the first step (e.g. to size a schedule)."""
+
+    def after_optimizer_step(self, model: nn.Module, *, global_step: int) -> None:
+        """Called by the trainer after each optimizer step, before gradients are cleared."""
+
+    def merged_model(self, model: TaskModel) -> TaskModel:
+        """*model* with anything the strategy wrapped folded into plain encoder weights, for a
+        standalone bundle (``run.save(dir, merged=True)``). Strategies that do not wrap the
+        encoder return *model* itself; adapter strategies merge and verify, or refuse."""
+        return model
+
+    def standalone(self) -> Strategy:
+        """The strategy that rebuilds a merged, standalone bundle's model (``self`` unless the
+        strategy wraps the encoder)."""
+        return self

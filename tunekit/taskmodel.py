@@ -13,12 +13,24 @@ from .head import Head
 
 
 class LastHiddenState(nn.Module):
-    """Default representation: the encoder's last hidden layer."""
+    """Default representation: the encoder's last hidden layer.
+
+    A representation splits in two steps so that a frozen encoder's part can be cached:
+    ``features(encoder_outputs)`` (no trainable parameters; ``[batch, tokens, hidden]`` or
+    ``[batch, layers, tokens, hidden]``, tokens always second to last) and
+    ``combine(features)`` → ``[batch, tokens, hidden]`` (may learn, e.g. a layer mix).
+    """
 
     needs_all_layers = False
 
-    def forward(self, encoder_outputs: Any) -> torch.Tensor:
+    def features(self, encoder_outputs: Any) -> torch.Tensor:
         return encoder_outputs.last_hidden_state if hasattr(encoder_outputs, "last_hidden_state") else encoder_outputs[0]
+
+    def combine(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def forward(self, encoder_outputs: Any) -> torch.Tensor:
+        return self.combine(self.features(encoder_outputs))
 
 
 class TaskModel(nn.Module):
@@ -34,7 +46,16 @@ class TaskModel(nn.Module):
         self.encoder = encoder
         self.representation = representation if representation is not None else LastHiddenState()
         self.head = head
+        #: keep the encoder in eval mode while training (set by strategies that freeze it:
+        #: no dropout, so features computed once and cached equal the live ones)
+        self.encoder_eval = False
         self._encoder_keys: tuple[str, ...] | None = None
+
+    def train(self, mode: bool = True) -> TaskModel:
+        super().train(mode)
+        if mode and self.encoder_eval:
+            self.encoder.eval()
+        return self
 
     def encoder_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self._encoder_keys is None:
@@ -45,13 +66,31 @@ class TaskModel(nn.Module):
             )
         return {k: batch[k] for k in self._encoder_keys if k in batch}
 
+    def encoder_outputs(self, batch: Mapping[str, torch.Tensor]) -> Any:
+        all_layers = bool(getattr(self.representation, "needs_all_layers", False))
+        return self.encoder(**self.encoder_inputs(batch), output_hidden_states=all_layers, return_dict=True)
+
     def hidden_states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """What the head reads: ``representation(encoder(batch))``."""
-        all_layers = bool(getattr(self.representation, "needs_all_layers", False))
-        outputs = self.encoder(**self.encoder_inputs(batch), output_hidden_states=all_layers, return_dict=True)
-        return self.representation(outputs)
+        return self.representation(self.encoder_outputs(batch))
 
-    def forward(self, batch: Mapping[str, torch.Tensor], hidden: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def cacheable_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder-side part of the representation (what a feature cache stores)."""
+        features = getattr(self.representation, "features", None)
+        outputs = self.encoder_outputs(batch)
+        return features(outputs) if features is not None else self.representation(outputs)
+
+    def forward(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        hidden: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Head outputs for *batch*; *hidden* skips encoder and representation, *features*
+        (cached :meth:`cacheable_features`) skips only the encoder."""
+        if hidden is None and features is not None:
+            combine = getattr(self.representation, "combine", None)
+            hidden = combine(features) if combine is not None else features
         if hidden is None:
             hidden = self.hidden_states(batch)
         return self.head(hidden, batch)

@@ -209,6 +209,8 @@ class Trainer:
             num_training_steps=total_updates,
         )
         model, optimizer = acc.prepare(self.model, optimizer)
+        self.strategy.on_train_begin(acc.unwrap_model(model), total_steps=total_updates)
+        self._setup_feature_cache()
 
         metric = cfg.metric_for_best or self.task.default_metric
         greater = self.task.greater_is_better if cfg.metric_for_best is None and self.task.greater_is_better is not None else not lower_is_better(metric)
@@ -240,8 +242,8 @@ class Trainer:
             for batch in loader:
                 state["batch"] += 1
                 with acc.accumulate(model):
-                    batch.pop("_index", None)
-                    outputs = model(batch)
+                    index = batch.pop("_index", None)
+                    outputs = self._forward(model, batch, train_features, index)
                     loss = self.task.loss(outputs, batch)
                     if not torch.isfinite(loss.detach()).all():
                         if cfg.on_nan == "skip":
@@ -260,6 +262,7 @@ class Trainer:
                     optimizer.step()
                     if acc.sync_gradients:
                         scheduler.step()
+                        self.strategy.after_optimizer_step(model, global_step=state["global_step"] + 1)
                     optimizer.zero_grad(set_to_none=True)
                 state["loss_sum"] += loss.detach().float().item()
                 state["loss_count"] += 1
@@ -335,6 +338,30 @@ class Trainer:
         self.history.append(row)
         return best_state
 
+    # ---- frozen-encoder feature cache ---------------------------------------------------
+    def _setup_feature_cache(self) -> None:
+        self.feature_cache = None
+        if not self.strategy.cache_features:
+            return
+        from .strategies.cache import FeatureCache
+
+        self.feature_cache = FeatureCache(
+            self.model,
+            collate=lambda feats: self.task.collate(feats, self.tokenizer),
+            batch_size=self.config.eval_batch_size or self.config.batch_size * 2,
+            cache_dir=self.strategy.cache_dir,
+            autocast=self.accelerator.autocast,
+            padding_side=getattr(self.tokenizer, "padding_side", "right") or "right",
+            tag=f"{self.precision}",
+        )
+
+    def _forward(self, model, batch, features, index):
+        """``model(batch)``, or the trainable part on cached encoder features."""
+        cache = getattr(self, "feature_cache", None)
+        if cache is None or index is None:
+            return model(batch)
+        return model(batch, features=cache.batch(features, index, batch))
+
     # ---- evaluation / prediction --------------------------------------------------------
     @torch.no_grad()
     def outputs(self, features: Sequence[Feature], *, model=None) -> tuple[list[dict[str, np.ndarray]], float | None]:
@@ -352,7 +379,7 @@ class Trainer:
         has_labels = bool(features) and "labels" in features[0]
         for batch in loader:
             index = batch.pop("_index")
-            outputs = model(batch)
+            outputs = self._forward(model, batch, features, index)
             if has_labels:
                 loss = self.task.loss(outputs, batch)
                 loss_total += float(loss) * len(index)
