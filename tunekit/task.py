@@ -101,6 +101,13 @@ class Task:
         tokenizer and stacks every other numeric key (``labels``...)."""
         return default_collate(features, tokenizer)
 
+    def collate_train(self, features: Sequence[Feature], tokenizer: Any) -> dict[str, torch.Tensor]:
+        """Pad features into a *training* batch (the trainer's training loop calls this;
+        evaluation and prediction call :meth:`collate`). The default is :meth:`collate`;
+        tasks that corrupt inputs at random (masked LM) draw fresh noise here and keep
+        :meth:`collate` deterministic so evaluation is comparable across epochs."""
+        return self.collate(features, tokenizer)
+
     # ---- model --------------------------------------------------------------------------
     def build_head(self, backbone: Backbone) -> Head:
         """Build this task's head for *backbone* (called again, identically, at load)."""
