@@ -104,11 +104,14 @@ def make_accelerator(config: TrainingConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState, PartialState
 
-    state = PartialState()
+    # Without a GPU, cpu=True lets torchrun / accelerate launch environments start gloo.
+    cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
     precision = resolve_precision(config.precision, state.device)
     # A process may train several models with different settings (notebooks, tests).
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
+        cpu=cpu,
         mixed_precision=_accelerate_precision(precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         rng_types=[],  # tunekit seeds its own batch order
@@ -373,7 +376,13 @@ class Trainer:
         model.eval()
         bs = self.config.eval_batch_size or self.config.batch_size * 2
         batches = make_batches([feature_length(f) for f in features], batch_size=bs, seed=0, epoch=0, shuffle=False)
-        loader = self._loader(features, batches)
+        # Uneven shards: no sample is duplicated to even out batches, so the loss and the
+        # gathered outputs count every feature exactly once.
+        even, acc.even_batches = acc.even_batches, False
+        try:
+            loader = self._loader(features, batches)
+        finally:
+            acc.even_batches = even
         rows: list[tuple[int, dict[str, np.ndarray]]] = []
         loss_total, loss_n = 0.0, 0
         has_labels = bool(features) and "labels" in features[0]
