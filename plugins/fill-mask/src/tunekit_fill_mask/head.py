@@ -94,7 +94,7 @@ def _checkpoint_has(source: str, prefix: str) -> bool | None:
 
     for file in files:
         with safe_open(str(file), framework="pt") as fh:
-            if any(k.startswith(prefix) for k in fh.keys()):
+            if any(k.startswith(prefix) for k in fh.keys()):  # noqa: SIM118 (safe_open has no __iter__)
                 return True
     return False
 

@@ -115,6 +115,7 @@ class FillMaskTask(Task):
     Config = FillMaskConfig
     default_metric = "eval_loss"
     greater_is_better = False
+    cacheable_inputs = False  # masks are drawn per batch, so encoder outputs change every epoch
 
     def __init__(self, config: FillMaskConfig | None = None) -> None:
         super().__init__(config)
@@ -215,6 +216,9 @@ class FillMaskTask(Task):
             feature["attention_mask"] = [1] * len(feature["input_ids"])
             feature["_seed"] = index
             feature["_mlm"] = True
+            feature["labels"] = (
+                None  # drawn by collate (the trainer looks for the key to report eval_loss)
+            )
         return features
 
     def _encode_queries(
