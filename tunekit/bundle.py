@@ -185,6 +185,33 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def find_bundle(path: str | os.PathLike) -> Path | None:
+    """The bundle directory at *path*: *path* itself when it holds a bundle manifest, or its
+    ``bundle/`` when *path* is a ``finetune(output_dir=...)`` directory; else ``None``."""
+    root = Path(path).expanduser()
+    if (root / MANIFEST).is_file():
+        return root
+    if (root / "bundle" / MANIFEST).is_file() and not (root / "config.json").is_file():
+        return root / "bundle"
+    return None
+
+
+def bundle_backbone(path: str | os.PathLike, *, name: str | None = None) -> Backbone:
+    """The encoder of a saved bundle (adapters merged in) with its tokenizer, as a
+    :class:`Backbone`, so that a bundle can be the ``model=`` of another task: e.g. a
+    ``fill-mask`` domain-adapted encoder fine-tuned for ``classify``. The bundle's head is
+    dropped.
+
+    Example::
+
+        tunekit.finetune(task="classify", model="out/mlm-adapted", data="reviews.csv")
+    """
+    run = load_bundle(path, device="cpu")
+    encoder = run.strategy.merged_model(run.model).encoder
+    encoder.eval()
+    return Backbone(name=name or str(path), source=str(path), model=encoder, tokenizer=run.tokenizer)
+
+
 def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
     """Load and verify a bundle written by :func:`save_bundle`."""
     import torch

@@ -138,8 +138,14 @@ def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
 
         backbone = load_backbone("minilm")        # embedded, offline
         backbone = load_backbone("./my-bert")     # a save_pretrained() directory
+        backbone = load_backbone("out/mlm")       # a tunekit bundle: its encoder, head dropped
     """
     name, target = resolve_model(model)
+    from .bundle import bundle_backbone, find_bundle
+
+    bundle = find_bundle(target) if Path(target).is_dir() else None
+    if bundle is not None:
+        return bundle_backbone(bundle, name=name)
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

@@ -104,6 +104,27 @@ class Run:
 
         return save_bundle(self, path, **options)
 
+    def export_encoder(self, path: str | os.PathLike) -> str:
+        """Write the trained encoder (adapters merged in, head dropped) and the tokenizer as a
+        transformers ``save_pretrained`` directory: ``AutoModel.from_pretrained(path)`` and
+        ``finetune(model=path)`` load it. (A bundle directory works as ``model=`` too.)
+
+        Example::
+
+            run = tunekit.finetune(task="fill-mask", data="corpus.txt")
+            run.export_encoder("out/adapted-encoder")
+            tunekit.finetune(task="classify", model="out/adapted-encoder", data="reviews.csv")
+        """
+        from pathlib import Path
+
+        from .atomic import atomic_directory
+
+        encoder = self.strategy.merged_model(self.model).encoder
+        with atomic_directory(Path(path)) as tmp:
+            encoder.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return str(path)
+
     def plot(self, path: str | os.PathLike, *, metric: str | None = None) -> str:
         """Draw the learning curve (train vs eval loss, and a metric, per epoch) to *path*,
         plus the learned layer weights when the run has them (``layer-mix``)."""

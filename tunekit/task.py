@@ -66,6 +66,9 @@ class Task:
     default_metric: ClassVar[str] = "eval_loss"
     greater_is_better: ClassVar[bool | None] = None
     supervised: ClassVar[bool] = True
+    #: ``False`` when :meth:`collate_train` changes the encoder's inputs at random (masked
+    #: LM): a frozen encoder's outputs then cannot be cached once and reused every epoch.
+    cacheable_inputs: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

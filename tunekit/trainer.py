@@ -72,9 +72,11 @@ class _Features(Dataset):
         return index, self.features[index]
 
 
-def _collate_with_index(task: Task, tokenizer: Any):
+def _collate_with_index(task: Task, tokenizer: Any, *, training: bool = False):
+    collate_features = task.collate_train if training else task.collate
+
     def collate(items: list[tuple[int, Feature]]) -> dict[str, torch.Tensor]:
-        batch = task.collate([f for _, f in items], tokenizer)
+        batch = collate_features([f for _, f in items], tokenizer)
         batch["_index"] = torch.tensor([i for i, _ in items], dtype=torch.long)
         return batch
 
@@ -154,9 +156,11 @@ class Trainer:
         self.nan_skips = 0
 
     # ---- data ---------------------------------------------------------------------------
-    def _loader(self, features: Sequence[Feature], batches: list[list[int]]):
+    def _loader(self, features: Sequence[Feature], batches: list[list[int]], *, training: bool = False):
         loader = DataLoader(
-            _Features(features), batch_sampler=batches, collate_fn=_collate_with_index(self.task, self.tokenizer)
+            _Features(features),
+            batch_sampler=batches,
+            collate_fn=_collate_with_index(self.task, self.tokenizer, training=training),
         )
         return self.accelerator.prepare_data_loader(loader)
 
@@ -236,7 +240,7 @@ class Trainer:
         while state["epoch"] < cfg.epochs and not state["stopped"]:
             epoch = state["epoch"]
             batches = self._epoch_batches(train_features, epoch)
-            loader = self._loader(train_features, batches)
+            loader = self._loader(train_features, batches, training=True)
             if state["batch"]:
                 from accelerate import skip_first_batches
 
@@ -344,7 +348,7 @@ class Trainer:
     # ---- frozen-encoder feature cache ---------------------------------------------------
     def _setup_feature_cache(self) -> None:
         self.feature_cache = None
-        if not self.strategy.cache_features:
+        if not self.strategy.cache_features or not getattr(self.task, "cacheable_inputs", True):
             return
         from .strategies.cache import FeatureCache
 
