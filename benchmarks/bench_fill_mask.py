@@ -41,14 +41,19 @@ def hf_baseline(texts, held_out, args):
     train = Dataset.from_dict({"text": texts}).map(enc, batched=True, remove_columns=["text"])
     test = Dataset.from_dict({"text": held_out}).map(enc, batched=True, remove_columns=["text"])
     collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
+    import inspect
+
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio)
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    warmup = {"warmup_ratio": 0.1} if "warmup_ratio" in accepted else {"warmup_steps": 0.1}
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
+            **warmup,
             output_dir=out,
             num_train_epochs=args.epochs,
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=64,
             learning_rate=args.lr,
-            warmup_ratio=0.1,
             weight_decay=0.01,
             report_to=[],
             save_strategy="no",
@@ -118,6 +123,7 @@ def main() -> None:
         ),
         "threads": torch.get_num_threads(),
     }
+    print(json.dumps(result, indent=2), flush=True)
     if not args.no_hf:
         hf = hf_baseline(texts, held_out, args)
         result["transformers_trainer"] = hf

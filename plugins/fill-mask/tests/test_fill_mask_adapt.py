@@ -53,3 +53,40 @@ def test_fill_mask_bundle_is_model_for_classify(strategy, en_model, en_corpus, t
     clf.save(tmp_path / "clf")
     again = tunekit.load(tmp_path / "clf")
     assert again.predict("a good film") == clf.predict("a good film")
+
+
+def test_fill_mask_bundle_continues_with_its_head(en_model, en_corpus, tmp_path):
+    first = tunekit.finetune(
+        task="fill-mask",
+        model=en_model,
+        data=en_corpus,
+        eval_split=0.0,
+        epochs=2,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=32,
+        progress=False,
+    )
+    first.save(tmp_path / "stage1")
+    backbone = load_backbone(tmp_path / "stage1")
+    from tunekit_fill_mask import FillMaskTask
+
+    task = FillMaskTask()
+    head = task.build_head(backbone)
+    assert task.head_origin == "pretrained"
+    want, got = first.model.head.state_dict(), head.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    query = "the capital of [MASK] is paris ."
+    second = tunekit.finetune(
+        task="fill-mask",
+        model=tmp_path / "stage1",
+        data=en_corpus,
+        eval_split=0.0,
+        epochs=1,
+        learning_rate=1e-12,
+        max_length=32,
+        progress=False,
+    )
+    assert [c["token"] for c in second.predict(query, top_k=3)] == [
+        c["token"] for c in first.predict(query, top_k=3)
+    ]

@@ -159,3 +159,51 @@ def test_bad_data_and_options():
         FillMaskConfig(mask_replace_prob=0.9, random_replace_prob=0.2)
     with pytest.raises(ConfigError):
         tunekit.finetune(task="fill-mask", data=["a b"], mlm_probabilty=0.2)
+
+
+def test_roberta_pretrained_lm_head_and_mask_placeholder(tmp_path):
+    """A RoBERTa checkpoint with ``lm_head.*`` weights: its head is used, ``[MASK]`` → ``<mask>``."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
+
+    corpus = ["the capital of france is paris .", "the cat sat on the mat ."] * 4
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        corpus,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    bpe.save_model(str(tmp_path))
+    tok = RobertaTokenizerFast(
+        vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt")
+    )
+    torch.manual_seed(0)
+    cfg = RobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        pad_token_id=tok.pad_token_id,
+    )
+    mlm = RobertaForMaskedLM(cfg)
+    mlm.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    task = FillMaskTask()
+    head = task.build_head(load_backbone(tmp_path))
+    assert task.head_origin == "pretrained"
+    assert torch.equal(head.lm.dense.weight, mlm.lm_head.dense.weight)
+    run = tunekit.finetune(
+        task="fill-mask",
+        model=tmp_path,
+        data=corpus,
+        eval_split=0.0,
+        epochs=1,
+        max_length=24,
+        progress=False,
+    )
+    out = run.predict("the capital of france is[MASK].", top_k=2)
+    assert len(out) == 2 and all("[MASK]" not in c["sequence"] for c in out)
+    assert out[0]["sequence"].startswith("the capital of france is")

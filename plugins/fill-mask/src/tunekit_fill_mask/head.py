@@ -144,13 +144,15 @@ def build_mlm_head(
                 mlm = loaded
                 lm = getattr(loaded, lm_name)
                 origin = "pretrained"
-        if origin == "new" and head == "pretrained":
-            raise ConfigError(
-                f"head='pretrained' but model {backbone.name!r} has no masked-LM head weights in its checkpoint; "
-                f"use head='auto' to train a new head tied to the word embeddings"
-            )
     if getattr(config, "tie_word_embeddings", True):
         _tie(lm, mlm.get_output_embeddings(), backbone.model.get_input_embeddings())
+    if not restore and head != "new" and origin == "new" and _load_bundle_head(lm, backbone.source):
+        origin = "pretrained"  # continued pretraining from a fill-mask bundle keeps its head
+    if not restore and origin == "new" and head == "pretrained":
+        raise ConfigError(
+            f"head='pretrained' but model {backbone.name!r} has no masked-LM head weights in its checkpoint; "
+            f"use head='auto' to train a new head tied to the word embeddings"
+        )
     if not restore:
         if origin == "pretrained":
             logger.info("fill-mask: using the pretrained masked-LM head of %s", backbone.name)
@@ -161,6 +163,34 @@ def build_mlm_head(
                 backbone.name,
             )
     return MaskedLMHead(lm, mask_token_id=tokenizer.mask_token_id), origin
+
+
+def _load_bundle_head(lm: nn.Module, source: str) -> bool:
+    """Load the MLM head of a ``fill-mask`` bundle at *source* into *lm*; ``False`` if
+    *source* is not such a bundle or its head does not fit."""
+    import json
+
+    from tunekit.bundle import find_bundle
+
+    bundle = find_bundle(source) if Path(source).is_dir() else None
+    if bundle is None:
+        return False
+    meta = json.loads((bundle / "tunekit.json").read_text())
+    if meta.get("task", {}).get("name") != "fill-mask":
+        return False
+    from safetensors.torch import load_file
+
+    prefix = "head.lm."
+    state = {
+        k[len(prefix) :]: v
+        for k, v in load_file(str(bundle / "model.safetensors")).items()
+        if k.startswith(prefix)
+    }
+    try:
+        lm.load_state_dict(state, strict=True)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _head_child(mlm: nn.Module, name: str) -> tuple[str, nn.Module]:
