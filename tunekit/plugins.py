@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -23,6 +23,11 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .head import Head
+    from .strategy import Strategy
+    from .task import Task
 
 ENTRY_POINT_GROUP = "tunekit"
 DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
@@ -63,9 +68,9 @@ class PluginState:
     """Everything the plugins registered, built once and cached."""
 
     def __init__(self) -> None:
-        self.tasks: Registry[type] = Registry("task")
-        self.strategies: Registry[type] = Registry("strategy")
-        self.heads: Registry[type] = Registry("head")
+        self.tasks: Registry[type[Task]] = Registry("task")
+        self.strategies: Registry[type[Strategy]] = Registry("strategy")
+        self.heads: Registry[type[Head]] = Registry("head")
         self.models: Registry[ModelAlias] = Registry("model")
         self.records: list[PluginRecord] = []
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)

@@ -19,7 +19,10 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .task import Task
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -174,7 +177,7 @@ class TaskChecker:
 
     def __init__(
         self,
-        task: str | type,
+        task: str | type[Task],
         records: Any,
         *,
         predict_inputs: Sequence[Any],
@@ -184,7 +187,7 @@ class TaskChecker:
         training: Mapping[str, Any] | None = None,
         workdir: str | os.PathLike | None = None,
     ) -> None:
-        self.task = task
+        self.task: str | type[Task] = task
         self.records = records
         self.predict_inputs = list(predict_inputs)
         self.options = dict(options or {})
@@ -198,7 +201,7 @@ class TaskChecker:
 
     # ---- helpers -----------------------------------------------------------------------
     @property
-    def task_cls(self) -> type:
+    def task_cls(self) -> type[Task]:
         from .plugins import get_state
 
         if isinstance(self.task, str):
@@ -469,7 +472,7 @@ class TaskChecker:
 
 
 def check_task(
-    task_cls_or_name: str | type,
+    task_cls_or_name: str | type[Task],
     records: Any,
     *,
     predict_inputs: Sequence[Any],
