@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tunekit.config import _one_of
-from tunekit.data import find_column, read_table
+from tunekit.data import find_column, is_missing, read_table
 from tunekit.errors import ConfigError, DataError
 from tunekit.head import Head
 from tunekit.task import Feature, Record, Task, default_collate, pad_sequences
@@ -139,7 +139,7 @@ class FillMaskTask(Task):
         records = []
         for i, row in enumerate(rows):
             text = row.get(column)
-            if text is None or (isinstance(text, float) and math.isnan(text)):
+            if is_missing(text):
                 continue
             if not isinstance(text, str):
                 raise DataError(
