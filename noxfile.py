@@ -79,13 +79,23 @@ def example_plugin(session: nox.Session) -> None:
     )
 
 
+def _with_extras(path: str) -> str:
+    """``path[extra1,extra2]`` with every optional-dependency group the package declares."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
+    extras = sorted(project.get("optional-dependencies", {}))
+    return f"{path}[{','.join(extras)}]" if extras else path
+
+
 @nox.session
 @nox.parametrize("plugin", [Path(p).name for p in PLUGINS])
 def plugin(session: nox.Session, plugin: str) -> None:
-    """One first-party plugin alone: installed non-editable on top of tunekit, its own tests."""
+    """One first-party plugin alone: installed non-editable (with all its extras) on top of
+    tunekit, and its own tests."""
     session.install(TORCH)
     session.install("-e", ".[embedded,test]")
-    session.install(f"plugins/{plugin}")
+    session.install(_with_extras(f"plugins/{plugin}"))
     args = session.posargs or ["-m", "not slow"]
     session.run(
         "pytest",

@@ -31,6 +31,7 @@ class TestClassifyContract(TaskContract):
     task = "classify"
     records = RECORDS
     predict_inputs = INPUTS
+    training = {"epochs": 4}  # (CI time) the loss falls within 4 epochs on 24 records
 
 
 def test_check_task_reports_every_strategy(tmp_path):
