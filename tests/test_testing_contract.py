@@ -42,6 +42,7 @@ def test_check_task_reports_every_strategy(tmp_path):
         predict_inputs=INPUTS,
         model_path=model,
         strategies=["full", "frozen"],
+        training={"epochs": 4},
     )
     assert report.task == "classify"
     assert report.plugin == "tunekit.tasks.classify"
@@ -138,8 +139,8 @@ def test_accepting_empty_data_fails(tiny, tmp_path, registered):
 
 
 def test_loss_that_does_not_fall_fails(tiny, tmp_path, registered):
-    with pytest.raises(ContractError, match=r"train\[full\].*did not fall"):
-        checker(registered(_NoLearning), tiny, tmp_path).check_strategy("full")
+    with pytest.raises(ContractError, match=r"train\[frozen\].*did not fall"):
+        checker(registered(_NoLearning), tiny, tmp_path).check_strategy("frozen")
 
 
 def test_wrong_prediction_count_fails(tiny, tmp_path, registered):
