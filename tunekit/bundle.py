@@ -269,7 +269,8 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
     precision = meta.get("precision", "fp32")
     if precision == "fp16" and target.type == "cpu":
         precision = "fp32"
-    return Run(
+    run_cls = getattr(task, "run_class", None) or Run
+    return run_cls(
         task=task,
         strategy=strategy,
         model=model,

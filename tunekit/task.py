@@ -69,6 +69,9 @@ class Task:
     #: ``False`` when :meth:`collate_train` changes the encoder's inputs at random (masked
     #: LM): a frozen encoder's outputs then cannot be cached once and reused every epoch.
     cacheable_inputs: ClassVar[bool] = True
+    #: the :class:`~tunekit.run.Run` subclass ``tunekit.load()`` returns for this task's
+    #: bundles (``None``: ``Run``); e.g. the topics plugin's ``TopicRun``
+    run_class: ClassVar[type | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

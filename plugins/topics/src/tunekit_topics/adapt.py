@@ -1,0 +1,141 @@
+"""Encoder adaptation before topic modeling, through tunekit's shared Trainer.
+
+- ``adapt="simcse"``: unsupervised SimCSE (Gao et al., 2021). Each document is encoded
+  twice with dropout on; the two mean-pooled embeddings are positives, the other
+  documents of the batch negatives, under an InfoNCE loss at temperature
+  ``simcse_temperature``. This pulls the corpus' documents apart in embedding space in
+  the directions that distinguish them, which is what clustering needs.
+- ``adapt="mlm"``: masked-LM fine-tuning on the documents with the ``fill-mask`` task of
+  the ``tunekit-fill-mask`` plugin.
+
+Both train with the user's ``strategy`` (``full``, ``lora``, ``top-k``...) and training
+options (``epochs``, ``learning_rate``, ``batch_size``, ``max_length``, ``seed``); the
+adapted encoder (adapters merged) then embeds the documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from tunekit.config import TrainingConfig
+from tunekit.errors import ConfigError, UnknownNameError
+from tunekit.head import Head, pool
+from tunekit.history import History
+from tunekit.models import Backbone
+from tunekit.strategy import Strategy
+from tunekit.task import Feature, Record, Task, default_collate
+
+
+class PooledHead(Head):
+    """Mean-pooled embedding, nothing trainable (SimCSE trains the encoder itself)."""
+
+    name = "pooled"
+
+    def forward(
+        self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return {"embedding": pool(hidden, batch.get("attention_mask"), "mean")}
+
+
+@attrs.frozen(kw_only=True)
+class SimCSEConfig:
+    """``temperature`` of the InfoNCE loss (0.05 in the SimCSE paper)."""
+
+    temperature: float = 0.05
+
+
+class SimCSETask(Task):
+    """Unsupervised SimCSE as a tunekit task (not registered: the topics task runs it).
+
+    ===========  ===================================================================
+    input        documents ``{"text": ...}``
+    training     each batch holds every document twice; dropout makes two views
+    loss         cross-entropy of view-1 × view-2 cosine similarities / temperature,
+                 the matching document as the target
+    ===========  ===================================================================
+
+    Example::
+
+        trainer, run = build_run(SimCSETask(), FullStrategy(), backbone, TrainingConfig(eval_split=0))
+    """
+
+    name = "simcse"
+    Config = SimCSEConfig
+    cacheable_inputs = False
+
+    def encode(
+        self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool
+    ) -> list[Feature]:
+        enc = tokenizer([r["text"] for r in records], truncation=True, max_length=max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        return [{**{k: enc[k][i] for k in keys}, "example_index": i} for i in range(len(records))]
+
+    def collate_train(self, features: Sequence[Feature], tokenizer: Any) -> dict[str, torch.Tensor]:
+        """The batch twice over: rows ``i`` and ``i + B`` are the same document."""
+        return default_collate([*features, *features], tokenizer)
+
+    def build_head(self, backbone: Backbone) -> Head:
+        return PooledHead()
+
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        emb = F.normalize(outputs["embedding"].float(), dim=-1)
+        half = emb.shape[0] // 2
+        if half < 2:  # a one-document batch has no negatives; contributes nothing
+            return emb.sum() * 0.0
+        logits = emb[:half] @ emb[half:].T / self.config.temperature
+        return F.cross_entropy(logits, torch.arange(half, device=logits.device))
+
+
+ADAPT_METHODS = ("simcse", "mlm")
+
+
+def adapt_encoder(
+    method: str,
+    backbone: Backbone,
+    texts: Sequence[str],
+    *,
+    strategy: Strategy,
+    training: TrainingConfig,
+    temperature: float,
+) -> tuple[Any, History]:
+    """Fine-tune *backbone*'s encoder on *texts* with *method*; returns the adapted encoder
+    (adapters merged, eval mode) and the training history."""
+    from tunekit.api import build_run
+    from tunekit.plugins import get_state
+
+    if strategy.name == "frozen":
+        raise ConfigError(
+            f"adapt={method!r} trains the encoder, but strategy='frozen' freezes it; use strategy='full', 'lora' or 'top-k'"
+        )
+    if method == "mlm":
+        try:
+            task: Task = get_state().tasks.get("fill-mask")()
+        except UnknownNameError as exc:
+            raise ConfigError(
+                "adapt='mlm' needs the fill-mask task, which is not installed: pip install tunekit-fill-mask "
+                "(or use adapt='simcse', which needs nothing more)"
+            ) from exc
+    else:
+        task = SimCSETask(SimCSEConfig(temperature=temperature))
+    records = [{"text": t} for t in texts]
+    task.setup(records)
+    config = attrs.evolve(
+        training, eval_split=0.0, output_dir=None, resume=False, early_stopping_patience=None
+    )
+    trainer, _ = build_run(task, strategy, backbone, config)
+    features = task.encode(
+        records, backbone.tokenizer, max_length=config.max_length, with_labels=True
+    )
+    history = trainer.fit(features, [], [])
+    encoder = strategy.merged_model(trainer.model).encoder
+    encoder.eval()
+    for row in history.rows:
+        row["stage"] = f"adapt-{method}"
+    return encoder, history
