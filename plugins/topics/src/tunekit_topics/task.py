@@ -102,7 +102,8 @@ class TopicsConfig:
     """Options of the ``topics`` task (keyword arguments of ``finetune``).
 
     - ``text_column``: the documents' column (default: first of text/document/content/…).
-    - ``min_topic_size`` (10): HDBSCAN's ``min_cluster_size``; ``min_samples`` (None: the same).
+    - ``min_topic_size`` (10): HDBSCAN's ``min_cluster_size``; ``min_samples`` (None: the same,
+      and ``min_topic_size // 2`` when that finds fewer than two topics).
     - ``n_topics``: cluster with KMeans into this many topics instead (no outliers).
     - ``nr_topics``: merge the most similar topics until this many remain.
     - ``reduce_outliers`` (False): reassign topic -1 documents to their most similar topic.
@@ -462,6 +463,28 @@ def fit_topic_model(
         min_samples=cfg.min_samples,
         seed=seed,
     )
+    if (
+        cfg.n_topics is None
+        and cfg.min_samples is None
+        and labels.max() < 1
+        and cfg.min_topic_size >= 4
+    ):
+        # PCA keeps far less local density contrast than UMAP: with HDBSCAN's default
+        # (min_samples = min_topic_size) a real corpus can come out as one blob or all
+        # outliers; core distances over a smaller neighbourhood separate it again.
+        retry = max(2, cfg.min_topic_size // 2)
+        logger.info(
+            "topics: HDBSCAN found %d topic(s); retrying with min_samples=%d",
+            labels.max() + 1,
+            retry,
+        )
+        labels = pipeline.cluster(
+            reduced.vectors,
+            n_topics=None,
+            min_topic_size=cfg.min_topic_size,
+            min_samples=retry,
+            seed=seed,
+        )
     labels = pipeline.relabel_by_size(labels)
     if (labels == -1).all():
         raise DataError(
