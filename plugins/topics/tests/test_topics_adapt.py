@@ -50,6 +50,10 @@ def test_simcse_adaptation_trains_and_round_trips(tiny, tmp_path):
     new_docs, _ = make_corpus(per_theme=2, seed=11)
     assert loaded.transform(new_docs)[0] == run.transform(new_docs)[0]
     assert np.allclose(loaded.embed(new_docs), run.embed(new_docs), atol=1e-5)
+    # a saved bundle is a backbone too: its (adapted) encoder embeds the next topic model
+    again = fit(str(tmp_path / "adapted"))
+    assert np.allclose(again.embeddings, run.embeddings, atol=1e-5)
+    assert again.topics_ == run.topics_
 
 
 def test_simcse_with_lora_and_frozen_refused(tiny):
