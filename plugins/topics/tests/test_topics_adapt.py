@@ -56,9 +56,20 @@ def test_simcse_adaptation_trains_and_round_trips(tiny, tmp_path):
     assert again.topics_ == run.topics_
 
 
-def test_simcse_with_lora_and_frozen_refused(tiny):
+def test_simcse_with_lora_and_frozen_refused(tiny, tmp_path):
     run = fit(tiny, adapt="simcse", epochs=1, strategy="lora", learning_rate=1e-3)
-    assert run.history.info["trainable_percent"] < 100  # only the adapter trained, then merged
+    assert run.history.info["trainable_percent"] < 100  # only the adapter trained
+    assert run.strategy.name == "lora" and not run.strategy.stores_encoder
+    full = fit(tiny, adapt="simcse", epochs=1, learning_rate=1e-3)
+    lora_size = (
+        (tmp_path / "lora").joinpath("model.safetensors") if run.save(tmp_path / "lora") else None
+    )
+    full.save(tmp_path / "full")
+    assert lora_size.stat().st_size < (tmp_path / "full" / "model.safetensors").stat().st_size / 2
+    loaded = tunekit.load(tmp_path / "lora", device="cpu")  # re-attaches the adapter to the base
+    assert loaded.strategy.name == "lora"
+    assert loaded.transform(DOCS[:8])[0] == run.transform(DOCS[:8])[0]
+    assert np.allclose(loaded.embed(DOCS[:8]), run.embed(DOCS[:8]), atol=1e-5)
     with pytest.raises(ConfigError, match="freezes it"):
         fit(tiny, adapt="simcse", strategy="frozen")
 

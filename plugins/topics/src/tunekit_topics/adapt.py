@@ -10,7 +10,8 @@
 
 Both train with the user's ``strategy`` (``full``, ``lora``, ``top-k``...) and training
 options (``epochs``, ``learning_rate``, ``batch_size``, ``max_length``, ``seed``); the
-adapted encoder (adapters merged) then embeds the documents.
+adapted encoder then embeds the documents, and the topic run keeps that strategy, so a
+``lora`` bundle stores only the adapter and re-attaches to the base model.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def adapt_encoder(
     training: TrainingConfig,
     temperature: float,
 ) -> tuple[Any, History]:
-    """Fine-tune *backbone*'s encoder on *texts* with *method*; returns the adapted encoder
-    (adapters merged, eval mode) and the training history."""
+    """Fine-tune *backbone*'s encoder on *texts* with *method*; returns the trained
+    :class:`~tunekit.taskmodel.TaskModel` (encoder as the strategy left it: adapters
+    attached, layer mix installed; eval mode) and the training history."""
     from tunekit.api import build_run
     from tunekit.plugins import get_state
 
@@ -134,8 +136,6 @@ def adapt_encoder(
         records, backbone.tokenizer, max_length=config.max_length, with_labels=True
     )
     history = trainer.fit(features, [], [])
-    encoder = strategy.merged_model(trainer.model).encoder
-    encoder.eval()
     for row in history.rows:
         row["stage"] = f"adapt-{method}"
-    return encoder, history
+    return trainer.model.eval(), history

@@ -289,10 +289,11 @@ class TopicsTask(Task):
     ):
         """Fit the topic model on *data* and return a :class:`~tunekit_topics.run.TopicRun`."""
         from tunekit.api import _check_max_length
-        from tunekit.models import Backbone, load_backbone
+        from tunekit.models import load_backbone
         from tunekit.strategies.frozen import FrozenConfig, FrozenStrategy
         from tunekit.strategies.full import FullStrategy
         from tunekit.taskmodel import TaskModel
+        from tunekit.trainer import resolve_precision
 
         training = training or TrainingConfig()
         cfg = self.config
@@ -308,29 +309,33 @@ class TopicsTask(Task):
         backbone = load_backbone(model)
         _check_max_length(training, backbone)
         history = History()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        precision = resolve_precision(training.precision, device)
         if cfg.adapt:
-            encoder, adapt_history = adapt_encoder(
+            strategy = strategy or FullStrategy()
+            identity = (
+                {**backbone.identity(), "adapted": cfg.adapt}  # before adapters are attached to it
+                if not strategy.stores_encoder
+                else {
+                    "name": backbone.name,
+                    "source": backbone.source,
+                    "model_type": getattr(backbone.config, "model_type", None),
+                    "adapted": cfg.adapt,
+                }
+            )
+            trained, history = adapt_encoder(
                 cfg.adapt,
                 backbone,
                 texts,
-                strategy=strategy or FullStrategy(),
+                strategy=strategy,
                 training=training,
                 temperature=cfg.simcse_temperature,
             )
-            history = adapt_history
-            backbone = Backbone(
-                name=backbone.name,
-                source=backbone.source,
-                model=encoder,
-                tokenizer=backbone.tokenizer,
+            # the topic run keeps the adaptation's strategy: its bundle stores what it trained
+            taskmodel = TaskModel(
+                trained.encoder, TopicHead(backbone.hidden_size), trained.representation
             )
-            final_strategy = FullStrategy()
-            identity = {
-                "name": backbone.name,
-                "source": backbone.source,
-                "model_type": getattr(backbone.config, "model_type", None),
-                "adapted": cfg.adapt,
-            }
+            final_strategy = strategy
         else:
             if strategy is not None and strategy.name != "full":
                 logger.warning(
@@ -339,13 +344,8 @@ class TopicsTask(Task):
                 )
             final_strategy = FrozenStrategy(FrozenConfig(cache_features=False))
             identity = backbone.identity()
-
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        from tunekit.trainer import resolve_precision
-
-        precision = resolve_precision(training.precision, device)
-        taskmodel = TaskModel(backbone.model, TopicHead(backbone.hidden_size))
-        final_strategy.apply(taskmodel)
+            taskmodel = TaskModel(backbone.model, TopicHead(backbone.hidden_size))
+            final_strategy.apply(taskmodel)
         taskmodel.to(device).eval()
         embed_start = time.perf_counter()
         embeddings = embed(
