@@ -28,6 +28,11 @@ def test_class_tfidf_prefers_distinctive_words():
     assert scores[0, 0] > scores[0, 1] and scores[1, 2] > scores[1, 1]
     assert scores[0, 2] == 0
     assert [w for w, _ in pipeline.top_words(scores[0], ["a", "b", "c"], 5)] == ["a", "b"]
+    # a word frequent in both topics: √tf narrows its lead over a rarer distinctive word
+    counts = sparse.csr_matrix(np.array([[9, 1, 0], [9, 0, 1]], dtype=float))
+    plain = pipeline.class_tfidf(counts)
+    reduced = pipeline.class_tfidf(counts, reduce_frequent_words=True)
+    assert reduced[0, 0] / reduced[0, 1] < plain[0, 0] / plain[0, 1]
 
 
 def test_relabel_by_size_and_merge():

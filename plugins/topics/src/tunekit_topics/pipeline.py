@@ -178,12 +178,16 @@ def class_counts(
     return (onehot @ doc_terms).tocsr()
 
 
-def class_tfidf(counts: sparse.csr_matrix) -> np.ndarray:
+def class_tfidf(counts: sparse.csr_matrix, *, reduce_frequent_words: bool = False) -> np.ndarray:
     """BERTopic's c-TF-IDF: ``tf(t, c) · log(1 + A / f(t))`` with tf L1-normalised per topic,
-    *A* the average number of words per topic and *f(t)* the word's count over all topics."""
+    *A* the average number of words per topic and *f(t)* the word's count over all topics.
+    *reduce_frequent_words* takes the square root of tf (BERTopic's option of that name),
+    so words frequent everywhere ("said") weigh less against distinctive ones."""
     dense = np.asarray(counts.todense(), dtype=np.float64)
     totals = dense.sum(1, keepdims=True)
     tf = dense / np.maximum(totals, 1e-12)
+    if reduce_frequent_words:
+        tf = np.sqrt(tf)
     average = dense.sum() / max(dense.shape[0], 1)
     freq = dense.sum(0)
     idf = np.where(freq > 0, np.log(1.0 + average / np.maximum(freq, 1e-12)), 0.0)

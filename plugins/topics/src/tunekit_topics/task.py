@@ -111,7 +111,8 @@ class TopicsConfig:
       ``n_components`` (5), ``n_neighbors`` (15, UMAP only).
     - ``stop_words`` (``"english"``), ``ngram_range`` ((1, 1)), ``min_df`` (1),
       ``language`` (``auto``: jieba segmentation when the documents are Chinese),
-      ``top_n_words`` (10): the topic vocabulary and representation.
+      ``top_n_words`` (10), ``reduce_frequent_words`` (False: √tf, BERTopic's option): the
+      topic vocabulary and representation.
     - ``adapt``: ``None``, ``"simcse"`` or ``"mlm"`` — fine-tune the encoder on the documents
       first (``epochs``, ``learning_rate``, ``strategy`` apply); ``simcse_temperature`` (0.05).
     - ``representative_docs`` (3): documents kept per topic for ``topic_info()``.
@@ -135,6 +136,7 @@ class TopicsConfig:
     min_df: int = attrs.field(default=1, validator=_optional_positive)
     language: str = attrs.field(default="auto", validator=_one_of("auto", "en", "zh"))
     top_n_words: int = attrs.field(default=10, validator=_optional_positive)
+    reduce_frequent_words: bool = False
     adapt: str | None = attrs.field(default=None, validator=_adapt)
     simcse_temperature: float = 0.05
     representative_docs: int = attrs.field(default=3, validator=_optional_positive)
@@ -519,7 +521,7 @@ def fit_topic_model(
             len(texts),
         )
     counts = pipeline.class_counts(doc_terms, labels, ids)
-    ctfidf = pipeline.class_tfidf(counts)
+    ctfidf = pipeline.class_tfidf(counts, reduce_frequent_words=cfg.reduce_frequent_words)
     centers = pipeline.topic_embeddings(embeddings, labels, topic_ids)
     unit = pipeline.normalize(embeddings)
     sims = unit @ centers.T
