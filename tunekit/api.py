@@ -16,7 +16,7 @@ from .run import Run
 from .strategy import Strategy
 from .task import Task
 from .taskmodel import TaskModel
-from .trainer import Trainer
+from .trainer import Trainer, _seed_everything
 
 logger = logging.getLogger("tunekit")
 
@@ -121,6 +121,7 @@ def build_run(task: Task, strategy: Strategy, backbone: Backbone, training: Trai
         "source": backbone.source,
         "model_type": getattr(backbone.config, "model_type", None),
     }
+    _seed_everything(training.seed)  # same seed → same head (and adapter) initialisation
     head = task.build_head(backbone)
     model = TaskModel(backbone.model, head)
     strategy.apply(model)

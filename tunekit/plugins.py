@@ -146,7 +146,7 @@ def _load() -> PluginState:
     )
     for hook_name, registry, kind in hooks:
         hook = getattr(state.manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             plugin_name = impl.plugin_name
             if plugin_name in errors:
                 continue
