@@ -161,6 +161,9 @@ class Trainer:
             _Features(features),
             batch_sampler=batches,
             collate_fn=_collate_with_index(self.task, self.tokenizer, training=training),
+            # An iterator draws its base seed from this generator, not from the global RNG
+            # that dropout uses, so a run resumed mid-epoch continues bit for bit.
+            generator=torch.Generator().manual_seed(self.config.seed),
         )
         return self.accelerator.prepare_data_loader(loader)
 

@@ -1,0 +1,357 @@
+"""The trainer and ``classify`` on a tiny random BERT: the loss falls for single-label,
+multi-label and regression; class weights; long texts in chunks; the history table and
+its plot; seeded reproducibility; NaN handling; resume from checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tunekit
+from tunekit.errors import ConfigError, TrainingError
+from tunekit.inference import compute_outputs
+from tunekit.tasks.classify import ClassifyTask
+from tunekit.testing import make_tiny_model
+
+GOOD = ["good", "great", "fine", "superb", "lovely", "wonderful"]
+BAD = ["bad", "awful", "poor", "dull", "boring", "terrible"]
+FILLER = ["the", "film", "was", "a", "plot", "cast", "story", "really"]
+SPORTS = ["goal", "match", "team", "coach"]
+POLITICS = ["vote", "senate", "party", "minister"]
+
+
+def sentence(rng, words, n=3):
+    picked = rng.sample(words, n) + rng.sample(FILLER, 3)
+    rng.shuffle(picked)
+    return " ".join(picked)
+
+
+def single_rows(n=48, seed=0):
+    rng = random.Random(seed)
+    return [
+        {"text": sentence(rng, GOOD if i % 2 else BAD), "label": "pos" if i % 2 else "neg"}
+        for i in range(n)
+    ]
+
+
+def multi_rows(n=48, seed=1):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labels = [["sports"], ["politics"], ["sports", "politics"]][i % 3]
+        words = (SPORTS if "sports" in labels else []) + (POLITICS if "politics" in labels else [])
+        rows.append({"text": sentence(rng, words, 2), "label": labels})
+    return rows
+
+
+def regression_rows(n=48, seed=2):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        k = i % 4  # 0..3 good words out of 3 → score k / 3
+        words = rng.sample(GOOD, k) + rng.sample(BAD, 3 - k)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words + rng.sample(FILLER, 2)), "label": k / 3 + 0.01})
+    return rows
+
+
+ALL_TEXTS = [" ".join(GOOD + BAD + FILLER + SPORTS + POLITICS)]
+FAST = dict(max_length=32, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "bert", ALL_TEXTS)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    tunekit.plugins.reset()
+
+
+def weights(run):
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- loss falls ------------------------------------------------------------------------
+
+
+def test_single_label_loss_falls_and_history_table(tiny, tmp_path):
+    run = tunekit.finetune(
+        task="classify", data=single_rows(), model=tiny, epochs=4, eval_split=0.25, **FAST
+    )
+    history = run.history
+    losses = history.column("train_loss")
+    assert len(history) == 4 and history.column("epoch") == [1, 2, 3, 4]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert history.column("eval_loss")[-1] < math.log(2)
+    assert run.metrics["accuracy"] >= 0.75
+    assert history.columns == [
+        "epoch",
+        "step",
+        "train_loss",
+        "eval_loss",
+        "accuracy",
+        "macro_f1",
+        "mcc",
+        "seconds",
+    ]
+    df = history.to_pandas()
+    assert list(df.columns) == history.columns and len(df) == 4
+    assert df["step"].tolist() == [5, 10, 15, 20]  # 36 training records / batch 8
+    assert history.to_list()[0]["epoch"] == 1
+    text = str(history)
+    assert text.splitlines()[0].split() == history.columns and len(text.splitlines()) == 5
+    assert history.info["trainable_params"] == history.info["total_params"] > 0
+    path = run.plot(tmp_path / "plots" / "curve.png")
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    prediction = run.predict("good great superb film")
+    assert set(prediction) == {"label", "score", "probabilities"}
+    assert prediction["label"] == "pos" and prediction["score"] == max(
+        prediction["probabilities"].values()
+    )
+    assert [
+        p["label"] for p in run.predict(["awful dull poor plot", "lovely wonderful fine cast"])
+    ] == ["neg", "pos"]
+
+
+def test_same_seed_gives_identical_weights(tiny):
+    rows = single_rows(24)
+    opts = dict(model=tiny, epochs=1, eval_split=0, **FAST)
+    a = weights(tunekit.finetune(task="classify", data=rows, seed=3, **opts))
+    b = weights(tunekit.finetune(task="classify", data=rows, seed=3, **opts))
+    c = weights(tunekit.finetune(task="classify", data=rows, seed=4, **opts))
+    assert same_weights(a, b)
+    assert not same_weights(a, c)
+
+
+def test_multi_label(tiny):
+    opts = {**FAST, "learning_rate": 5e-3}
+    run = tunekit.finetune(
+        task="classify", data=multi_rows(), model=tiny, epochs=6, eval_split=0.25, **opts
+    )
+    assert run.task.schema.kind == "multi_label" and run.labels == ("politics", "sports")
+    losses = run.history.column("train_loss")
+    assert losses[-1] < losses[0] * 0.75, losses
+    assert {"eval_loss", "micro_f1", "macro_f1", "subset_accuracy"} <= set(run.metrics)
+    assert run.metrics["micro_f1"] > 0.6
+    prediction = run.predict("goal match team senate vote")
+    assert isinstance(prediction["label"], list) and set(prediction["probabilities"]) == {
+        "politics",
+        "sports",
+    }
+    assert all(prediction["probabilities"][label] >= 0.5 for label in prediction["label"])
+    everything = run.predict("goal match", threshold=0.0)
+    assert everything["label"] == ["politics", "sports"]
+
+
+def test_multi_label_from_separated_strings(tiny):
+    rows = [{"text": r["text"], "label": "|".join(r["label"])} for r in multi_rows(12)]
+    run = tunekit.finetune(
+        task="classify",
+        data=rows,
+        model=tiny,
+        epochs=1,
+        eval_split=0,
+        problem="multi_label",
+        **FAST,
+    )
+    assert run.labels == ("politics", "sports")
+
+
+def test_regression(tiny):
+    run = tunekit.finetune(
+        task="classify", data=regression_rows(), model=tiny, epochs=5, eval_split=0.25, **FAST
+    )
+    assert run.task.schema.kind == "regression"
+    losses = run.history.column("train_loss")
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert {"pearson", "spearman", "mse", "eval_loss"} <= set(run.metrics)
+    assert run.metrics["pearson"] > 0.5, run.metrics
+    good, bad = run.predict(["good great superb film", "bad awful poor film"])
+    assert isinstance(good["label"], float) and good["label"] == good["score"]
+    assert good["score"] > bad["score"]
+
+
+def test_regression_rejects_class_weights(tiny):
+    with pytest.raises(ConfigError, match="class_weights cannot be used with regression"):
+        tunekit.finetune(
+            task="classify", data=regression_rows(8), model=tiny, class_weights="balanced", **FAST
+        )
+
+
+# ---- class weights ---------------------------------------------------------------------
+
+
+def imbalanced_rows():
+    return single_rows(40)[:30] + [r for r in single_rows(40, seed=5) if r["label"] == "pos"][:6]
+
+
+def test_class_weights_balanced_and_explicit(tiny):
+    rows = imbalanced_rows()
+    counts = {
+        "neg": sum(r["label"] == "neg" for r in rows),
+        "pos": sum(r["label"] == "pos" for r in rows),
+    }
+    run = tunekit.finetune(
+        task="classify",
+        data=rows,
+        model=tiny,
+        epochs=1,
+        eval_split=0,
+        class_weights="balanced",
+        **FAST,
+    )
+    expected = [len(rows) / (2 * counts["neg"]), len(rows) / (2 * counts["pos"])]
+    assert run.task.weights == pytest.approx(expected)
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 1.0]])
+    labels = torch.tensor([1, 0, 1])
+    got = run.task.loss({"logits": logits}, {"labels": labels})
+    assert torch.allclose(got, F.cross_entropy(logits, labels, weight=torch.tensor(expected)))
+    assert not torch.allclose(got, F.cross_entropy(logits, labels))
+
+    task = ClassifyTask(ClassifyTask.Config(class_weights={"pos": 3.0}))
+    task.setup(rows)
+    assert task.weights == [1.0, 3.0]
+    with pytest.raises(ConfigError, match="names labels not in the data"):
+        ClassifyTask(ClassifyTask.Config(class_weights={"neutral": 2.0})).setup(rows)
+    with pytest.raises(ConfigError, match="class_weights='heavy'"):
+        ClassifyTask(ClassifyTask.Config(class_weights="heavy")).setup(rows)
+
+
+def test_multi_label_balanced_weights_are_pos_weights():
+    rows = [{"text": "x", "label": ["a"]}] * 3 + [{"text": "y", "label": ["a", "b"]}]
+    task = ClassifyTask(ClassifyTask.Config(class_weights="balanced"))
+    task.setup(rows)
+    assert task.weights == [0.0, 3.0]  # (negatives / positives) per label
+
+
+# ---- long texts ------------------------------------------------------------------------
+
+
+def test_long_text_chunk_averages_window_logits(tiny):
+    rows = single_rows(24)
+    run = tunekit.finetune(
+        task="classify",
+        data=rows,
+        model=tiny,
+        epochs=1,
+        eval_split=0,
+        long_text="chunk",
+        stride=4,
+        **{**FAST, "max_length": 16},
+    )
+    long_text = " ".join(single_rows(8)[i]["text"] for i in range(8))  # ~50 tokens
+    records = run.task.parse_inputs([long_text, "good film"])
+    features = run.task.encode(records, run.tokenizer, max_length=16, with_labels=False)
+    windows = [f for f in features if f["example_index"] == 0]
+    assert len(windows) >= 3 and all(len(f["input_ids"]) <= 16 for f in windows)
+    assert [f["example_index"] for f in features].count(1) == 1
+    outputs, _ = compute_outputs(run.model, run.task, run.tokenizer, features, batch_size=8)
+    mean = np.mean(
+        [o["logits"] for o, f in zip(outputs, features) if f["example_index"] == 0], axis=0
+    )
+    probs = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
+    prediction = run.predict([long_text, "good film"])
+    assert len(prediction) == 2
+    assert prediction[0]["probabilities"]["pos"] == pytest.approx(float(probs[1]), abs=1e-5)
+    truncated = ClassifyTask()
+    truncated.schema = run.task.schema
+    assert len(truncated.encode(records, run.tokenizer, max_length=16, with_labels=False)) == 2
+
+
+# ---- NaN -------------------------------------------------------------------------------
+
+
+def nan_at(monkeypatch, calls):
+    """Make ``ClassifyTask.loss`` return NaN on the given (1-based) call numbers."""
+    real = ClassifyTask.loss
+    counter = itertools.count(1)
+
+    def loss(self, outputs, batch):
+        value = real(self, outputs, batch)
+        return value * float("nan") if next(counter) in calls else value
+
+    monkeypatch.setattr(ClassifyTask, "loss", loss)
+
+
+def test_nan_loss_raises_naming_the_step(tiny, monkeypatch):
+    nan_at(monkeypatch, {3})
+    with pytest.raises(TrainingError) as err:
+        tunekit.finetune(
+            task="classify", data=single_rows(32), model=tiny, epochs=2, eval_split=0, **FAST
+        )
+    msg = str(err.value)
+    assert "loss became nan at epoch 1, batch 3 (global step 2)" in msg
+    assert "on_nan='skip'" in msg
+
+
+def test_nan_loss_skip_counts_skips(tiny, monkeypatch):
+    nan_at(monkeypatch, {2, 6})
+    run = tunekit.finetune(
+        task="classify",
+        data=single_rows(32),
+        model=tiny,
+        epochs=2,
+        eval_split=0,
+        on_nan="skip",
+        **FAST,
+    )
+    assert run.history.info["nan_skips"] == 2
+    assert run.history.column("step") == [3, 6]  # 4 batches per epoch, one skipped in each
+    assert all(math.isfinite(v) for v in run.history.column("train_loss"))
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+# ---- resume ----------------------------------------------------------------------------
+
+
+def test_resume_gives_identical_weights_and_history(tiny, tmp_path, monkeypatch):
+    rows = single_rows(40)
+    opts = dict(
+        model=tiny, epochs=3, eval_split=0.2, checkpoint_steps=3, keep_checkpoints=2, **FAST
+    )
+    reference = tunekit.finetune(task="classify", data=rows, output_dir=tmp_path / "ref", **opts)
+
+    real = ClassifyTask.loss
+    calls = itertools.count(1)
+
+    class Interrupted(Exception):
+        pass
+
+    def crashing_loss(self, outputs, batch):
+        if (
+            next(calls) == 8
+        ):  # epoch 2, batch 3 (4 train + 1 eval batch per epoch; checkpoints at 3, 4, 6)
+            raise Interrupted
+        return real(self, outputs, batch)
+
+    monkeypatch.setattr(ClassifyTask, "loss", crashing_loss)
+    out = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        tunekit.finetune(task="classify", data=rows, output_dir=out, **opts)
+    monkeypatch.setattr(ClassifyTask, "loss", real)
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-00000004", "checkpoint-00000006"], checkpoints
+    assert not (out / "bundle").exists()
+
+    resumed = tunekit.finetune(task="classify", data=rows, output_dir=out, resume=True, **opts)
+    assert same_weights(weights(reference), weights(resumed))
+
+    def without_seconds(history):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history.rows]
+
+    assert without_seconds(resumed.history) == without_seconds(reference.history)
+    assert len(resumed.history) == 3
+    assert tunekit.load(out / "bundle").predict("good film") == reference.predict("good film")
