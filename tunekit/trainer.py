@@ -156,14 +156,17 @@ class Trainer:
         self.nan_skips = 0
 
     # ---- data ---------------------------------------------------------------------------
-    def _loader(self, features: Sequence[Feature], batches: list[list[int]], *, training: bool = False):
+    def _loader(
+        self, features: Sequence[Feature], batches: list[list[int]], *, training: bool = False, resumed: bool = False
+    ):
         loader = DataLoader(
             _Features(features),
             batch_sampler=batches,
             collate_fn=_collate_with_index(self.task, self.tokenizer, training=training),
-            # An iterator draws its base seed from this generator, not from the global RNG
-            # that dropout uses, so a run resumed mid-epoch continues bit for bit.
-            generator=torch.Generator().manual_seed(self.config.seed),
+            # A new iterator draws a base seed from the global RNG. The uninterrupted run drew
+            # it at the start of the epoch, before the checkpoint's RNG state was saved, so a
+            # run resumed mid-epoch draws from its own generator to continue bit for bit.
+            generator=torch.Generator().manual_seed(self.config.seed) if resumed else None,
         )
         return self.accelerator.prepare_data_loader(loader)
 
@@ -243,7 +246,7 @@ class Trainer:
         while state["epoch"] < cfg.epochs and not state["stopped"]:
             epoch = state["epoch"]
             batches = self._epoch_batches(train_features, epoch)
-            loader = self._loader(train_features, batches, training=True)
+            loader = self._loader(train_features, batches, training=True, resumed=bool(state["batch"]))
             if state["batch"]:
                 from accelerate import skip_first_batches
 
