@@ -120,3 +120,14 @@ def test_seeded_runs_reproducible_and_options(corpus):
     assert sorted(set(merged.topics_)) == [0, 1]  # merged down to two, outliers reassigned
     assert merged.metrics["outlier_share"] > 0  # the share before reassignment is reported
     assert any(" " in w for w in merged.task.topics["vocabulary"])  # bigrams in the vocabulary
+
+
+def test_umap_reduction_when_installed(corpus):
+    pytest.importorskip("umap")
+    docs, gold = corpus
+    run = tunekit.finetune(
+        task="topics", data=docs, model="minilm", min_topic_size=5, max_length=32
+    )
+    assert run.task.topics["reduction"] == "umap" and run.task.topics["map_reduction"] == "umap"
+    assert run.metrics["n_topics"] == len(THEMES) and purity(run.topics_, gold) > 0.8
+    assert run.model.head.reducer_components.numel() == 0  # a fitted UMAP is not stored

@@ -65,7 +65,9 @@ def reduce(
     embeddings: np.ndarray, *, method: str, n_components: int, n_neighbors: int, seed: int
 ) -> Reduction:
     """Reduce normalised *embeddings* to *n_components* dimensions with UMAP or PCA."""
-    x = normalize(embeddings.astype(np.float32))  # float32 as BERTopic passes it: UMAP's result depends on the dtype
+    x = normalize(
+        embeddings.astype(np.float32)
+    )  # float32 as BERTopic passes it: UMAP's result depends on the dtype
     n_components = max(1, min(n_components, x.shape[0] - 1, x.shape[1]))
     if method == "none":
         return Reduction(vectors=x, method="none")
