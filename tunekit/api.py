@@ -126,7 +126,8 @@ def build_run(task: Task, strategy: Strategy, backbone: Backbone, training: Trai
     model = TaskModel(backbone.model, head)
     strategy.apply(model)
     trainer = Trainer(model=model, task=task, strategy=strategy, tokenizer=backbone.tokenizer, config=training)
-    run = Run(
+    run_cls = getattr(task, "run_class", None) or Run  # the same Run subclass tunekit.load() gives
+    run = run_cls(
         task=task,
         strategy=strategy,
         model=model,

@@ -1,0 +1,93 @@
+"""``PairRun``: a :class:`tunekit.Run` that, for a bi-encoder, also embeds and compares texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunekit.errors import ConfigError, DataError
+from tunekit.inference import autocast_for
+from tunekit.run import Run
+
+
+class PairRun(Run):
+    """The run of a pair task. With ``architecture="bi-encoder"`` it adds
+    :meth:`encode` (text embeddings) and :meth:`similarity` (cosine of two texts'
+    embeddings), e.g. for retrieval or as the topics plugin's embedder.
+
+    Example::
+
+        run = tunekit.finetune(task="pair-sim", data=pairs, architecture="bi-encoder")
+        vectors = run.encode(["how old are you", "what is your age"])   # [2, hidden]
+        run.similarity("how old are you", "what is your age")          # 0.93
+    """
+
+    def _require_bi_encoder(self, what: str) -> Any:
+        head = self.model.head
+        if not hasattr(head, "embed"):
+            raise ConfigError(
+                f"run.{what}() needs a bi-encoder, but this {self.task.name!r} model is a cross-encoder (it reads "
+                f"both texts together and has no per-text embedding). Use run.predict(pairs) for pair scores, or "
+                f"train with architecture='bi-encoder'."
+            )
+        return head
+
+    @torch.no_grad()
+    def encode(
+        self, texts: str | Sequence[str], *, batch_size: int | None = None, normalize: bool = True
+    ) -> np.ndarray:
+        """Embeddings ``[len(texts), width]`` (float32; unit length when *normalize*); a
+        single string gives one vector ``[width]``."""
+        head = self._require_bi_encoder("encode")
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"encode input {i} is empty or not a string ({text!r})")
+        model = self.model
+        model.eval()
+        device = next(model.parameters()).device
+        batch_size = batch_size or self.training.eval_batch_size or 2 * self.training.batch_size
+        enc = self.tokenizer(texts, truncation=True, max_length=self.training.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
+        rows: dict[int, np.ndarray] = {}
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = dict(
+                self.tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="pt")
+            )
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast_for(device, self.precision):
+                vectors = head.embed(
+                    model.hidden_states(batch), batch.get("attention_mask")
+                ).float()
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            for j, i in enumerate(idx):
+                rows[i] = vectors[j].cpu().numpy()
+        out = np.stack([rows[i] for i in range(len(texts))])
+        return out[0] if single else out
+
+    def similarity(
+        self, a: str | Sequence[str], b: str | Sequence[str], *, batch_size: int | None = None
+    ) -> Any:
+        """Cosine similarity of the embeddings of *a* and *b*: two strings give a float, two
+        equally long lists give one value per position (an array)."""
+        self._require_bi_encoder("similarity")
+        if isinstance(a, str) != isinstance(b, str):
+            raise DataError(
+                "similarity(a, b) takes two strings or two lists of strings of the same length"
+            )
+        if isinstance(a, str):
+            return float(self.encode([a, b], batch_size=batch_size).prod(0).sum())
+        a, b = list(a), list(b)
+        if len(a) != len(b):
+            raise DataError(
+                f"similarity(a, b) got {len(a)} and {len(b)} texts; pass lists of the same length"
+            )
+        vectors = self.encode(a + b, batch_size=batch_size)
+        return (vectors[: len(a)] * vectors[len(a) :]).sum(-1)
