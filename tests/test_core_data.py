@@ -106,7 +106,7 @@ def test_missing_named_column(tmp_path):
         read(path, text_column="sentense")
     check(
         err,
-        "no column 'sentense'",
+        f"data file {path} has no column 'sentense'",
         "text_column=",
         "did you mean 'sentence'",
         "columns are: sentence, label",
@@ -159,7 +159,7 @@ def test_empty_text_in_a_file_names_file_record_and_column(tmp_path):
     path.write_text("body,label\nfine,a\n,b\n")
     with pytest.raises(DataError) as err:
         tunekit.finetune(task="classify", data=path)
-    check(err, "record 1", "column 'body'")
+    check(err, f"data file {path} record 1", "column 'body'")
 
 
 def test_missing_label_in_a_file(tmp_path):
@@ -167,7 +167,7 @@ def test_missing_label_in_a_file(tmp_path):
     path.write_text("text,label\nfine,a\nalso fine,b\nno label here,\n")
     with pytest.raises(DataError) as err:
         read(path)
-    check(err, "record 2", "no label in column 'label'")
+    check(err, f"data file {path} record 2", "no label in column 'label'")
     with pytest.raises(DataError) as err:
         read([{"text": "x", "target": float("nan")}])
     check(err, "record 0", "column 'target'")

@@ -271,6 +271,24 @@ def test_long_text_chunk_averages_window_logits(tiny):
     assert len(truncated.encode(records, run.tokenizer, max_length=16, with_labels=False)) == 2
 
 
+def test_label_unseen_at_evaluation(tiny, tmp_path):
+    from tunekit.errors import DataError
+
+    path = tmp_path / "eval.csv"
+    path.write_text("text,label\ngood film,pos\nfine film,neutral\n")
+    with pytest.raises(
+        DataError, match="label 'neutral' in record 1 was not seen in the training data"
+    ):
+        tunekit.finetune(
+            task="classify", data=single_rows(16), eval_data=path, model=tiny, epochs=1, **FAST
+        )
+    run = tunekit.finetune(
+        task="classify", data=single_rows(16), model=tiny, epochs=1, eval_split=0, **FAST
+    )
+    with pytest.raises(DataError, match="'neutral' in record 1"):
+        run.evaluate(path)
+
+
 # ---- NaN -------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ or given with ``problem=``.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import _one_of
-from ..data import find_column, is_missing, read_table
+from ..data import find_column, is_missing, is_path, read_table
 from ..errors import ConfigError, DataError
 from ..head import Head
 from ..hookspecs import hookimpl
@@ -87,6 +88,8 @@ class ClassifyTask(Task):
     # ---- data ---------------------------------------------------------------------------
     def read(self, source: Any, *, name: str = "data") -> list[Record]:
         rows = read_table(source, name=name, tuple_columns=("text", "label"))
+        if is_path(source):
+            name = f"{name} file {os.fspath(source)}"  # errors below name the file
         columns = list(rows[0].keys())
         text_col = find_column(columns, self.config.text_column, TEXT_COLUMNS, role="text", name=name, option="text_column")
         label_col = find_column(
