@@ -146,3 +146,11 @@ def test_predict_inputs_tuples_and_dicts():
         task().parse_inputs([("a", "b"), ("a", " ")])
     with pytest.raises(DataError, match="two text keys"):
         task().parse_inputs([{"text": "a"}])
+
+
+def test_tab_separated_string_is_a_pair():
+    assert (
+        task().parse_inputs("how old are you\twhat is your age")[0]["text_b"] == "what is your age"
+    )
+    with pytest.raises(DataError, match="TAB"):
+        task().parse_inputs("a\tb\tc")

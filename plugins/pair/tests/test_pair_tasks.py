@@ -161,3 +161,21 @@ def test_chinese_pairs_with_a_tiny_ernie(zh_ernie, zh_pairs, train_opts, tmp_pat
     assert tokens == list("今天天气如何")  # character level
     assert run.evaluate(str(path))["accuracy"] >= 0.875
     assert run.predict(("今天天气怎么样", "今天天气如何"))["label"] == "1"
+
+
+def test_cli_predicts_pairs_from_a_bundle(en_model, en_pairs, train_opts, tmp_path, capsys):
+    import json
+
+    from tunekit.cli import main
+
+    run = tunekit.finetune("pair-sim", data=en_pairs * 3, model=en_model, **train_opts)
+    bundle = run.save(tmp_path / "bundle")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("how old are you\twhat is your age\nhow old are you\twhere do you live\n")
+    assert (
+        main(["predict", bundle, '["how old are you", "what is your age"]', "--input", str(pairs)])
+        == 0
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["label"] for p in lines] == ["1", "1", "0"]
+    assert lines[0] == run.predict(("how old are you", "what is your age"))

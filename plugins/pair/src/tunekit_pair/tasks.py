@@ -192,8 +192,9 @@ class PairTask(Task):
         return record["label"] if isinstance(record["label"], str) else None
 
     def parse_inputs(self, inputs: Any) -> list[Record]:
-        """Pairs to predict: ``(text_a, text_b)`` tuples/lists, or dicts with two text keys
-        (``text_a``/``text_b``, ``sentence1``/``sentence2``... or ``text_columns``)."""
+        """Pairs to predict: ``(text_a, text_b)`` tuples/lists, dicts with two text keys
+        (``text_a``/``text_b``, ``sentence1``/``sentence2``... or ``text_columns``), or
+        ``"text_a\ttext_b"`` strings (lines of a TSV file)."""
         if isinstance(inputs, (str, Mapping)) or (
             isinstance(inputs, tuple) and all(isinstance(x, str) for x in inputs)
         ):
@@ -205,10 +206,14 @@ class PairTask(Task):
                 a, b = self._dict_pair(item, where)
             elif isinstance(item, (tuple, list)) and len(item) == 2:
                 a, b = item
+            elif (
+                isinstance(item, str) and item.count("\t") == 1
+            ):  # a TSV line (the CLI's --input file)
+                a, b = item.split("\t")
             else:
                 raise DataError(
-                    f"{where} is {item!r:.80}; predict() takes pairs: (text_a, text_b) tuples or dicts "
-                    f"such as {{'text_a': ..., 'text_b': ...}}"
+                    f"{where} is {item!r:.80}; predict() takes pairs: (text_a, text_b) tuples, dicts "
+                    f"such as {{'text_a': ..., 'text_b': ...}} or 'text_a<TAB>text_b' strings"
                 )
             for side, text in (("first", a), ("second", b)):
                 if not isinstance(text, str) or not text.strip():
