@@ -161,3 +161,19 @@ def minilm_tokenizer():
 @pytest.fixture
 def train_opts():
     return dict(TRAIN)
+
+
+@pytest.fixture(scope="session")
+def english():
+    """``english(n, seed)`` → more English sentences (tests import no conftest under importlib)."""
+    return english_sentences
+
+
+@pytest.fixture(scope="session")
+def chinese():
+    return chinese_sentences
+
+
+@pytest.fixture(scope="session")
+def conll_writer():
+    return write_conll
