@@ -133,3 +133,15 @@ def test_unknown_tag_at_eval_names_file_and_line(tmp_path, en_model, train_opts)
         DataError, match=rf"{pos.name} line 4: tag 'PRP' \(token 'he'\) was not seen"
     ):
         run.evaluate(str(pos))
+
+
+def test_dataset_and_dataframe_sources():
+    import datasets
+    import pandas as pd
+
+    ds = datasets.Dataset.from_dict({"tokens": [["Li", "Wang", "ran"]], "ner_tags": [[1, 2, 0]]})
+    (record,) = task(tag_names=("O", "B-PER", "I-PER")).read(ds)
+    assert record["spans"] == [(0, 2, "PER")] and record["where"] == "data record 0"
+    frame = pd.DataFrame({"text": ["Paris is big"], "entities": [[[0, 5, "LOC"]]]})
+    (record,) = task().read(frame)
+    assert record["tokens"] == ["Paris", "is", "big"] and record["tags"] == ["B-LOC", "O", "O"]
