@@ -21,7 +21,7 @@ def install_all(session: nox.Session, *extras: str) -> None:
     session.install(TORCH)
     session.install("-e", f".[{','.join(('embedded', *extras))}]")
     for plugin in PLUGINS:
-        session.install(plugin)
+        session.install(_with_extras(plugin, skip={"umap"}))
 
 
 @nox.session
@@ -79,12 +79,13 @@ def example_plugin(session: nox.Session) -> None:
     )
 
 
-def _with_extras(path: str) -> str:
-    """``path[extra1,extra2]`` with every optional-dependency group the package declares."""
+def _with_extras(path: str, skip: set[str] = frozenset()) -> str:
+    """``path[extra1,extra2]`` with every optional-dependency group the package declares
+    except those in ``skip``."""
     import tomllib
 
     project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
-    extras = sorted(project.get("optional-dependencies", {}))
+    extras = sorted(set(project.get("optional-dependencies", {})) - skip)
     return f"{path}[{','.join(extras)}]" if extras else path
 
 

@@ -35,12 +35,19 @@ def train_hf(train, test, args, path):
     tok = AutoTokenizer.from_pretrained(path)
     labels = sorted({r["label"] for r in train})
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)}
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
     )
 
     def ds(rows):
-        d = Dataset.from_list([{"text": r["text"], "label": labels.index(r["label"])} for r in rows])
-        return d.map(lambda b: tok(b["text"], truncation=True, max_length=args.max_length), batched=True)
+        d = Dataset.from_list(
+            [{"text": r["text"], "label": labels.index(r["label"])} for r in rows]
+        )
+        return d.map(
+            lambda b: tok(b["text"], truncation=True, max_length=args.max_length), batched=True
+        )
 
     train_ds, test_ds = ds(train), ds(test)
     import inspect
@@ -48,7 +55,11 @@ def train_hf(train, test, args, path):
     accepted = inspect.signature(TrainingArguments.__init__).parameters
     # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio).
     warmup_kwargs = {"warmup_ratio": 0.1} if "warmup_ratio" in accepted else {"warmup_steps": 0.1}
-    extra = {"group_by_length": True} if args.hf_group_by_length and "group_by_length" in accepted else {}
+    extra = (
+        {"group_by_length": True}
+        if args.hf_group_by_length and "group_by_length" in accepted
+        else {}
+    )
     targs = TrainingArguments(
         output_dir="/tmp/tunekit-bench-hf",
         per_device_train_batch_size=args.batch_size,
@@ -65,7 +76,9 @@ def train_hf(train, test, args, path):
         **extra,
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok))
+    trainer = Trainer(
+        model=model, args=targs, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok)
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -102,7 +115,14 @@ def main() -> None:
     texts = (texts * (args.predict // len(texts) + 1))[: args.predict]
     from transformers import pipeline
 
-    pipe = pipeline("text-classification", model=hf_model, tokenizer=tok, device=-1, truncation=True, max_length=args.max_length)
+    pipe = pipeline(
+        "text-classification",
+        model=hf_model,
+        tokenizer=tok,
+        device=-1,
+        truncation=True,
+        max_length=args.max_length,
+    )
     t0 = time.perf_counter()
     pipe(texts, batch_size=64)
     hf_pred_s = time.perf_counter() - t0

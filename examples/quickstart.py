@@ -18,6 +18,10 @@ run = tunekit.finetune(
     max_length=64,
 )
 print(run.history)
-texts = ["what a wonderful film", "a dull, lifeless mess", "the plot is thin but the actors are a joy to watch"]
+texts = [
+    "what a wonderful film",
+    "a dull, lifeless mess",
+    "the plot is thin but the actors are a joy to watch",
+]
 for text, pred in zip(texts, run.predict(texts)):
     print(f"{pred['label']:>4} {pred['score']:.3f}  {text}")

@@ -18,7 +18,16 @@ class NotedRun(Run):
 
 def test_load_returns_the_tasks_run_class(tmp_path, monkeypatch):
     base = make_tiny_model(tmp_path / "base", [r["text"] for r in ROWS])
-    run = tunekit.finetune("classify", data=ROWS, model=base, strategy="frozen", epochs=1, eval_split=0, max_length=8, progress=False)
+    run = tunekit.finetune(
+        "classify",
+        data=ROWS,
+        model=base,
+        strategy="frozen",
+        epochs=1,
+        eval_split=0,
+        max_length=8,
+        progress=False,
+    )
     run.save(tmp_path / "bundle")
     assert type(tunekit.load(tmp_path / "bundle", device="cpu")) is Run  # default: Run itself
     task_cls = tunekit.get_task("classify")

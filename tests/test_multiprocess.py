@@ -45,7 +45,9 @@ def test_torchrun_two_cpu_processes(tmp_path):
         capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    results = [
+        json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")
+    ]
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert all(r["processes"] == 2 for r in results)
     assert results[0]["metrics"] == results[1]["metrics"]

@@ -76,21 +76,30 @@ def finetune(
     state = get_state()
     task_cls = state.tasks.get(task)
     strategy_cls = state.strategies.get(strategy)
-    training_opts, task_opts, strategy_opts = split_options(options, task_cls=task_cls, strategy_cls=strategy_cls)
+    training_opts, task_opts, strategy_opts = split_options(
+        options, task_cls=task_cls, strategy_cls=strategy_cls
+    )
     training = build_config(TrainingConfig, training_opts, owner="training")
     task_obj = task_cls(build_config(task_cls.Config, task_opts, owner=f"task {task_cls.name!r}"))
-    strategy_obj = strategy_cls(build_config(strategy_cls.Config, strategy_opts, owner=f"strategy {strategy_cls.name!r}"))
+    strategy_obj = strategy_cls(
+        build_config(strategy_cls.Config, strategy_opts, owner=f"strategy {strategy_cls.name!r}")
+    )
     if training.output_dir and Path(training.output_dir).is_file():
         raise ConfigError(f"output_dir {training.output_dir} is a file; pass a directory path")
     if not task_cls.supervised:
-        return task_obj.fit(model=model, data=data, eval_data=eval_data, strategy=strategy_obj, training=training)
+        return task_obj.fit(
+            model=model, data=data, eval_data=eval_data, strategy=strategy_obj, training=training
+        )
 
     train_records = task_obj.read(data, name="data")
     if eval_data is not None:
         eval_records = task_obj.read(eval_data, name="eval_data")
     elif training.eval_split > 0:
         train_records, eval_records = split_records(
-            train_records, fraction=training.eval_split, seed=training.seed, key=task_obj.stratify_key
+            train_records,
+            fraction=training.eval_split,
+            seed=training.seed,
+            key=task_obj.stratify_key,
         )
     else:
         eval_records = []
@@ -98,9 +107,13 @@ def finetune(
     backbone = load_backbone(model)
     _check_max_length(training, backbone)
     trainer, run = build_run(task_obj, strategy_obj, backbone, training)
-    train_features = task_obj.encode(train_records, backbone.tokenizer, max_length=training.max_length, with_labels=True)
+    train_features = task_obj.encode(
+        train_records, backbone.tokenizer, max_length=training.max_length, with_labels=True
+    )
     eval_features = (
-        task_obj.encode(eval_records, backbone.tokenizer, max_length=training.max_length, with_labels=True)
+        task_obj.encode(
+            eval_records, backbone.tokenizer, max_length=training.max_length, with_labels=True
+        )
         if eval_records
         else []
     )
@@ -114,18 +127,26 @@ def finetune(
     return run
 
 
-def build_run(task: Task, strategy: Strategy, backbone: Backbone, training: TrainingConfig) -> tuple[Trainer, Run]:
+def build_run(
+    task: Task, strategy: Strategy, backbone: Backbone, training: TrainingConfig
+) -> tuple[Trainer, Run]:
     """Assemble the model for (task, strategy, backbone) and a trainer for it."""
-    identity = backbone.identity() if not strategy.stores_encoder else {
-        "name": backbone.name,
-        "source": backbone.source,
-        "model_type": getattr(backbone.config, "model_type", None),
-    }
+    identity = (
+        backbone.identity()
+        if not strategy.stores_encoder
+        else {
+            "name": backbone.name,
+            "source": backbone.source,
+            "model_type": getattr(backbone.config, "model_type", None),
+        }
+    )
     _seed_everything(training.seed)  # same seed → same head (and adapter) initialisation
     head = task.build_head(backbone)
     model = TaskModel(backbone.model, head)
     strategy.apply(model)
-    trainer = Trainer(model=model, task=task, strategy=strategy, tokenizer=backbone.tokenizer, config=training)
+    trainer = Trainer(
+        model=model, task=task, strategy=strategy, tokenizer=backbone.tokenizer, config=training
+    )
     run_cls = getattr(task, "run_class", None) or Run  # the same Run subclass tunekit.load() gives
     run = run_cls(
         task=task,

@@ -43,14 +43,18 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = True) -> It
     if target.exists() and not target.is_dir():
         raise TunekitError(f"output path {target} exists and is a file; choose a directory path")
     if target.exists() and not overwrite:
-        raise TunekitError(f"output directory {target} already exists; pass overwrite=True or another path")
+        raise TunekitError(
+            f"output directory {target} already exists; pass overwrite=True or another path"
+        )
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
         tmp.mkdir()
     except PermissionError as exc:
-        raise TunekitError(f"cannot write to {parent}: permission denied; choose a writable output directory") from exc
+        raise TunekitError(
+            f"cannot write to {parent}: permission denied; choose a writable output directory"
+        ) from exc
     except OSError as exc:
         raise TunekitError(f"cannot create output directory next to {target}: {exc}") from exc
     try:

@@ -15,6 +15,7 @@ A bundle is written to a temporary sibling directory and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,14 +52,14 @@ def library_versions() -> dict[str, str]:
 
     out = {"tunekit": __version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 
-def save_bundle(run: Run, path: str | os.PathLike, *, merged: bool | None = None, **options: Any) -> str:
+def save_bundle(
+    run: Run, path: str | os.PathLike, *, merged: bool | None = None, **options: Any
+) -> str:
     """Write *run* as a bundle at *path* (replacing an existing bundle there atomically).
 
     By default a bundle holds what the strategy trained (adapter / head / top layers) plus
@@ -100,7 +101,11 @@ def save_bundle(run: Run, path: str | os.PathLike, *, merged: bool | None = None
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "task": {"name": run.task.name, "config": config_to_dict(run.task.config), "state": run.task.state()},
+            "task": {
+                "name": run.task.name,
+                "config": config_to_dict(run.task.config),
+                "state": run.task.state(),
+            },
             "strategy": {
                 "name": strategy.name,
                 "config": config_to_dict(strategy.config),
@@ -113,9 +118,15 @@ def save_bundle(run: Run, path: str | os.PathLike, *, merged: bool | None = None
             "versions": library_versions(),
             "metrics": run.metrics,
         }
-        (tmp / "tunekit.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=_json_default))
+        (tmp / "tunekit.json").write_text(
+            json.dumps(meta, indent=2, ensure_ascii=False, default=_json_default)
+        )
         (tmp / "history.json").write_text(
-            json.dumps({"rows": run.history.rows, "info": run.history.info}, indent=2, default=_json_default)
+            json.dumps(
+                {"rows": run.history.rows, "info": run.history.info},
+                indent=2,
+                default=_json_default,
+            )
         )
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
@@ -152,15 +163,21 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
     """
     root = Path(path)
     if not root.is_dir():
-        raise BundleError(f"bundle {root} does not exist or is not a directory; pass the directory run.save() wrote")
+        raise BundleError(
+            f"bundle {root} does not exist or is not a directory; pass the directory run.save() wrote"
+        )
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise BundleError(f"{root} is not a complete tunekit bundle: {MANIFEST} is missing (a partial or foreign directory)")
+        raise BundleError(
+            f"{root} is not a complete tunekit bundle: {MANIFEST} is missing (a partial or foreign directory)"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
         files: dict[str, str] = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise BundleError(f"bundle {root}: {MANIFEST} is unreadable ({exc}); the bundle is damaged") from exc
+        raise BundleError(
+            f"bundle {root}: {MANIFEST} is unreadable ({exc}); the bundle is damaged"
+        ) from exc
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{root} is not a tunekit bundle (format {manifest.get('format')!r})")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
@@ -171,16 +188,22 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
     for name, digest in files.items():
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts or not name:
-            raise BundleError(f"bundle {root}: manifest names an unsafe path {name!r}; refusing to load it")
+            raise BundleError(
+                f"bundle {root}: manifest names an unsafe path {name!r}; refusing to load it"
+            )
         file = root / pure
         if not file.is_file():
             raise BundleError(f"bundle {root} is partial: {name} is missing")
         if _sha256(file) != digest:
-            raise BundleError(f"bundle {root} was altered: {name} does not match its sha256 in {MANIFEST}")
+            raise BundleError(
+                f"bundle {root} was altered: {name} does not match its sha256 in {MANIFEST}"
+            )
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST}
     extra = sorted(present - set(files))
     if extra:
-        raise BundleError(f"bundle {root} has files not in its manifest: {', '.join(extra[:5])}; it was altered")
+        raise BundleError(
+            f"bundle {root} has files not in its manifest: {', '.join(extra[:5])}; it was altered"
+        )
     meta = json.loads((root / "tunekit.json").read_text())
     return meta
 
@@ -209,7 +232,9 @@ def bundle_backbone(path: str | os.PathLike, *, name: str | None = None) -> Back
     run = load_bundle(path, device="cpu")
     encoder = run.strategy.merged_model(run.model).encoder
     encoder.eval()
-    return Backbone(name=name or str(path), source=str(path), model=encoder, tokenizer=run.tokenizer)
+    return Backbone(
+        name=name or str(path), source=str(path), model=encoder, tokenizer=run.tokenizer
+    )
 
 
 def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
@@ -229,33 +254,49 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
         strategy_cls = state.strategies.get(meta["strategy"]["name"])
     except TunekitError as exc:
         raise BundleError(f"bundle {root} needs a plugin that is not installed: {exc}") from exc
-    task = task_cls(build_config(task_cls.Config, meta["task"]["config"], owner=f"task {task_cls.name!r}"))
+    task = task_cls(
+        build_config(task_cls.Config, meta["task"]["config"], owner=f"task {task_cls.name!r}")
+    )
     task.load_state(meta["task"]["state"])
-    strategy = strategy_cls(build_config(strategy_cls.Config, meta["strategy"]["config"], owner=f"strategy {strategy_cls.name!r}"))
+    strategy = strategy_cls(
+        build_config(
+            strategy_cls.Config, meta["strategy"]["config"], owner=f"strategy {strategy_cls.name!r}"
+        )
+    )
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
     identity = meta["backbone"]
     if meta["strategy"]["stores_encoder"]:
         config = AutoConfig.from_pretrained(root)
         encoder = AutoModel.from_config(config)
-        backbone = Backbone(name=identity.get("name", ""), source=str(root), model=encoder, tokenizer=tokenizer)
+        backbone = Backbone(
+            name=identity.get("name", ""), source=str(root), model=encoder, tokenizer=tokenizer
+        )
     else:
         try:
             backbone = load_backbone(identity.get("name") or identity.get("source"))
         except TunekitError as exc:
-            raise BundleError(f"bundle {root} re-attaches to base model {identity.get('name')!r}, which cannot be loaded: {exc}") from exc
+            raise BundleError(
+                f"bundle {root} re-attaches to base model {identity.get('name')!r}, which cannot be loaded: {exc}"
+            ) from exc
         if identity.get("weights_sha256") and backbone.weights_sha256 != identity["weights_sha256"]:
             raise BundleError(
                 f"bundle {root} was trained on base model {identity.get('name')!r} with weights sha256 "
                 f"{identity['weights_sha256'][:12]}…, but {backbone.source} has {backbone.weights_sha256[:12]}…; "
                 f"load it where the same base model is available, or save it with a strategy that stores the encoder"
             )
-        backbone = Backbone(name=backbone.name, source=backbone.source, model=backbone.model, tokenizer=tokenizer)
+        backbone = Backbone(
+            name=backbone.name, source=backbone.source, model=backbone.model, tokenizer=tokenizer
+        )
     head = task.build_head(backbone)
     model = TaskModel(backbone.model, head)
     strategy.apply(model)
     tensors = load_file(str(root / "model.safetensors"))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    allowed_missing = set() if meta["strategy"]["stores_encoder"] else {k for k in model.state_dict() if k.startswith("encoder.")}
+    allowed_missing = (
+        set()
+        if meta["strategy"]["stores_encoder"]
+        else {k for k in model.state_dict() if k.startswith("encoder.")}
+    )
     bad_missing = [k for k in missing if k not in allowed_missing]
     if unexpected or bad_missing:
         raise BundleError(

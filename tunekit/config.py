@@ -57,7 +57,9 @@ class TrainingConfig:
     max_length: int = attrs.field(default=128, validator=_positive)
     warmup_ratio: float = attrs.field(default=0.1, validator=_fraction)
     weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
-    scheduler: str = attrs.field(default="linear", validator=_one_of("linear", "cosine", "constant"))
+    scheduler: str = attrs.field(
+        default="linear", validator=_one_of("linear", "cosine", "constant")
+    )
     gradient_accumulation_steps: int = attrs.field(default=1, validator=_positive)
     max_grad_norm: float | None = attrs.field(default=1.0, validator=_positive)
     eval_steps: int | None = attrs.field(default=None, validator=_positive)

@@ -25,7 +25,9 @@ def cache_dir() -> Path:
     return root
 
 
-def fetch_package_file(package: str, version: str, member: str, *, sdist: bool = True, inner: str | None = None) -> Path:
+def fetch_package_file(
+    package: str, version: str, member: str, *, sdist: bool = True, inner: str | None = None
+) -> Path:
     """Download *package*==*version* (sdist by default) and extract *member* (a path suffix).
 
     With *inner*, *member* is looked up inside the archive *inner* (a path suffix of a
@@ -48,17 +50,41 @@ def fetch_package_file(package: str, version: str, member: str, *, sdist: bool =
         return target
     dl = cache_dir() / "downloads"
     dl.mkdir(exist_ok=True)
-    archives = [p for p in dl.iterdir() if p.name.lower().replace("_", "-").startswith(f"{package.lower().replace('_', '-')}-{version}")]
+    archives = [
+        p
+        for p in dl.iterdir()
+        if p.name.lower()
+        .replace("_", "-")
+        .startswith(f"{package.lower().replace('_', '-')}-{version}")
+    ]
     if not archives:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dl), f"{package}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(dl),
+            f"{package}=={version}",
+        ]
         if sdist:
             cmd += ["--no-binary", ":all:"]
         try:
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             out = getattr(exc, "stderr", "") or ""
-            raise DataError(f"could not download {package}=={version} from the package index to read {member}: {out.strip()[-300:]}") from exc
-        archives = [p for p in dl.iterdir() if p.name.lower().replace("_", "-").startswith(f"{package.lower().replace('_', '-')}-{version}")]
+            raise DataError(
+                f"could not download {package}=={version} from the package index to read {member}: {out.strip()[-300:]}"
+            ) from exc
+        archives = [
+            p
+            for p in dl.iterdir()
+            if p.name.lower()
+            .replace("_", "-")
+            .startswith(f"{package.lower().replace('_', '-')}-{version}")
+        ]
     archive = archives[0]
     target.parent.mkdir(parents=True, exist_ok=True)
     if archive.suffix in (".whl", ".zip"):
@@ -86,7 +112,10 @@ def rotten_tomatoes() -> list[dict[str, str | float]]:
     score of exactly 0 are dropped.
     """
     path = fetch_package_file(
-        "vaderSentiment", "3.3.2", "movieReviewSnippets_GroundTruth.txt", inner="hutto_ICWSM_2014.tar.gz"
+        "vaderSentiment",
+        "3.3.2",
+        "movieReviewSnippets_GroundTruth.txt",
+        inner="hutto_ICWSM_2014.tar.gz",
     )
     records = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -96,7 +125,9 @@ def rotten_tomatoes() -> list[dict[str, str | float]]:
         score = float(parts[1])
         if score == 0:
             continue
-        records.append({"text": parts[2].strip(), "score": score, "label": "pos" if score > 0 else "neg"})
+        records.append(
+            {"text": parts[2].strip(), "score": score, "label": "pos" if score > 0 else "neg"}
+        )
     return records
 
 
@@ -149,10 +180,14 @@ def mini_newsgroup(*, strip_headers: bool = True) -> list[dict[str, str]]:
     class _Restricted(pickle.Unpickler):
         def find_class(self, module: str, name: str):
             if (module, name) not in allowed:
-                raise DataError(f"mini_newsgroup holds an unexpected object {module}.{name}; refusing to load it")
+                raise DataError(
+                    f"mini_newsgroup holds an unexpected object {module}.{name}; refusing to load it"
+                )
             return allowed[(module, name)]
 
-    path = fetch_package_file("gensim", "4.4.0", "gensim/test/test_data/mini_newsgroup", sdist=False)
+    path = fetch_package_file(
+        "gensim", "4.4.0", "gensim/test/test_data/mini_newsgroup", sdist=False
+    )
     bunch = _Restricted(io.BytesIO(zlib.decompress(path.read_bytes())), encoding="latin1").load()
     names = list(bunch["target_names"])
     out = []

@@ -34,7 +34,9 @@ def is_path(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes)
 
 
-def read_table(source: Any, *, name: str = "data", tuple_columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def read_table(
+    source: Any, *, name: str = "data", tuple_columns: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Read *source* into a list of row dicts.
 
     *tuple_columns* names the columns of tuple/list rows (``[("text", "label"), ...]``).
@@ -42,12 +44,16 @@ def read_table(source: Any, *, name: str = "data", tuple_columns: Sequence[str] 
     format, unreadable content or no rows.
     """
     if source is None:
-        raise DataError(f"{name} is required: pass a file path, a datasets.Dataset, a DataFrame or a list of records")
+        raise DataError(
+            f"{name} is required: pass a file path, a datasets.Dataset, a DataFrame or a list of records"
+        )
     if is_path(source):
         rows = _read_file(Path(source), name=name)
     elif _is_dataset_dict(source):
         if "train" not in source:
-            raise DataError(f"{name} is a DatasetDict without a 'train' split (splits: {list(source)}); pass one split")
+            raise DataError(
+                f"{name} is a DatasetDict without a 'train' split (splits: {list(source)}); pass one split"
+            )
         rows = source["train"].to_list()
     elif _is_dataset(source):
         rows = source.to_list()
@@ -67,7 +73,9 @@ def read_table(source: Any, *, name: str = "data", tuple_columns: Sequence[str] 
 
 def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
     if not path.exists():
-        raise DataError(f"{name} file not found: {path}. Check the path (relative paths start at {Path.cwd()}).")
+        raise DataError(
+            f"{name} file not found: {path}. Check the path (relative paths start at {Path.cwd()})."
+        )
     if path.is_dir():
         raise DataError(f"{name} path {path} is a directory; pass a data file")
     fmt = FORMATS.get(path.suffix.lower())
@@ -91,7 +99,9 @@ def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
     try:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:  # datasets raises many types for bad content
-        raise DataError(f"{name} file {path} could not be read as {fmt}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(
+            f"{name} file {path} could not be read as {fmt}: {type(exc).__name__}: {exc}"
+        ) from exc
     return ds.to_list()
 
 
@@ -103,12 +113,16 @@ def _json_field(path: Path) -> str | None:
         try:
             obj = json.load(fh)
         except json.JSONDecodeError as exc:
-            raise DataError(f"file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+            raise DataError(
+                f"file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            ) from exc
     if isinstance(obj, dict):
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         if len(lists) == 1:
             return lists[0]
-        raise DataError(f"file {path} is a JSON object; expected a list of records or one key holding a list")
+        raise DataError(
+            f"file {path} is a JSON object; expected a list of records or one key holding a list"
+        )
     return None
 
 
@@ -126,7 +140,9 @@ def _check_utf8(path: Path, *, name: str, fmt: str) -> None:
                 ) from None
 
 
-def _rows_from_list(items: list[Any], *, name: str, tuple_columns: Sequence[str] | None) -> list[dict[str, Any]]:
+def _rows_from_list(
+    items: list[Any], *, name: str, tuple_columns: Sequence[str] | None
+) -> list[dict[str, Any]]:
     rows = []
     for i, item in enumerate(items):
         if isinstance(item, dict):
@@ -134,12 +150,16 @@ def _rows_from_list(items: list[Any], *, name: str, tuple_columns: Sequence[str]
         elif isinstance(item, (tuple, list)):
             cols = list(tuple_columns or [f"column_{j}" for j in range(len(item))])
             if len(item) > len(cols):
-                raise DataError(f"{name} record {i} has {len(item)} fields; expected at most {len(cols)} ({', '.join(cols)})")
+                raise DataError(
+                    f"{name} record {i} has {len(item)} fields; expected at most {len(cols)} ({', '.join(cols)})"
+                )
             rows.append(dict(zip(cols, item)))
         elif isinstance(item, str):
             rows.append({"text": item})
         else:
-            raise DataError(f"{name} record {i} is a {type(item).__name__}; expected a dict, tuple or string")
+            raise DataError(
+                f"{name} record {i} is a {type(item).__name__}; expected a dict, tuple or string"
+            )
     return rows
 
 
@@ -160,7 +180,13 @@ def _describe(source: Any) -> str:
 
 
 def find_column(
-    columns: Sequence[str], wanted: str | None, candidates: Sequence[str], *, role: str, name: str, option: str
+    columns: Sequence[str],
+    wanted: str | None,
+    candidates: Sequence[str],
+    *,
+    role: str,
+    name: str,
+    option: str,
 ) -> str:
     """The column for *role*: *wanted* if given (must exist), else the first candidate present."""
     if wanted is not None:
@@ -187,7 +213,11 @@ def is_missing(value: Any) -> bool:
 
 
 def split_records(
-    records: Sequence[dict[str, Any]], *, fraction: float, seed: int, key: Callable[[dict[str, Any]], Any]
+    records: Sequence[dict[str, Any]],
+    *,
+    fraction: float,
+    seed: int,
+    key: Callable[[dict[str, Any]], Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Seeded (stratified where *key* gives a value) split into (train, eval).
 

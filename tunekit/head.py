@@ -32,7 +32,9 @@ class Head(nn.Module):
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
 
-    def forward(self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -77,7 +79,9 @@ class MLPHead(Head):
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
+            )
         self.pooling = pooling
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         width = in_features
@@ -87,7 +91,9 @@ class MLPHead(Head):
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         pooled = pool(hidden, batch.get("attention_mask"), self.pooling)
         return {"logits": self.net(pooled)}
 

@@ -20,7 +20,9 @@ class History:
         #      1    60      0.5123     0.4011    0.8300    0.8297  0.6601     12.3
     """
 
-    def __init__(self, rows: list[dict[str, Any]] | None = None, *, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, rows: list[dict[str, Any]] | None = None, *, info: dict[str, Any] | None = None
+    ) -> None:
         self.rows: list[dict[str, Any]] = list(rows or [])
         #: run-level facts: trainable / total parameters, device, precision...
         self.info: dict[str, Any] = dict(info or {})

@@ -50,7 +50,10 @@ def compute_outputs(
                 loss_total += float(task.loss(outputs, batch)) * len(idx)
                 loss_n += len(idx)
             kept = task.batch_outputs(outputs, batch)
-        cpu = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().numpy() for k, v in kept.items()}
+        cpu = {
+            k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().numpy()
+            for k, v in kept.items()
+        }
         for j, i in enumerate(idx):
             results[i] = {k: v[j] for k, v in cpu.items()}
     return results, (loss_total / loss_n if loss_n else None)  # type: ignore[return-value]

@@ -92,7 +92,9 @@ class LabelSchema:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelSchema:
         vr = data.get("value_range")
-        return cls(kind=data["kind"], labels=data.get("labels", ()), value_range=tuple(vr) if vr else None)
+        return cls(
+            kind=data["kind"], labels=data.get("labels", ()), value_range=tuple(vr) if vr else None
+        )
 
 
 def _natural_key(label: str) -> tuple[int, float | str]:

@@ -46,14 +46,36 @@ def tunekit_register_models(register):
         language="en",
         description="all-MiniLM-L6-v2, 6 layers, 22.7M params (embedded default)",
     )
-    register("ernie-gram", "nghuyong/ernie-gram-zh", language="zh", description="ERNIE-Gram, Chinese")
-    register("bert-base-chinese", "bert-base-chinese", language="zh", description="Google BERT base, Chinese")
+    register(
+        "ernie-gram", "nghuyong/ernie-gram-zh", language="zh", description="ERNIE-Gram, Chinese"
+    )
+    register(
+        "bert-base-chinese",
+        "bert-base-chinese",
+        language="zh",
+        description="Google BERT base, Chinese",
+    )
     register("bert-base", "bert-base-uncased", language="en", description="BERT base uncased")
     register("bert-base-cased", "bert-base-cased", language="en", description="BERT base cased")
-    register("roberta-wwm", "hfl/chinese-roberta-wwm-ext", language="zh", description="RoBERTa-wwm-ext, Chinese")
+    register(
+        "roberta-wwm",
+        "hfl/chinese-roberta-wwm-ext",
+        language="zh",
+        description="RoBERTa-wwm-ext, Chinese",
+    )
     register("roberta-base", "FacebookAI/roberta-base", language="en", description="RoBERTa base")
-    register("xlm-r", "FacebookAI/xlm-roberta-base", language="multilingual", description="XLM-RoBERTa base")
-    register("distilbert", "distilbert-base-uncased", language="en", description="DistilBERT base uncased")
+    register(
+        "xlm-r",
+        "FacebookAI/xlm-roberta-base",
+        language="multilingual",
+        description="XLM-RoBERTa base",
+    )
+    register(
+        "distilbert",
+        "distilbert-base-uncased",
+        language="en",
+        description="DistilBERT base uncased",
+    )
 
 
 def resolve_model(name: str | os.PathLike | None) -> tuple[str, str]:
@@ -79,7 +101,10 @@ def resolve_model(name: str | os.PathLike | None) -> tuple[str, str]:
         models.get(name)
     except UnknownNameError as exc:
         raise UnknownNameError(
-            "model", name, models.names(), hint="A hub id ('owner/name') or a local directory also works."
+            "model",
+            name,
+            models.names(),
+            hint="A hub id ('owner/name') or a local directory also works.",
         ) from exc
     raise AssertionError("unreachable")
 

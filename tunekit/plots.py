@@ -10,7 +10,11 @@ from .history import History
 
 
 def plot_history(
-    history: History, path: str | os.PathLike, *, metric: str | None = None, layer_weights: list[float] | None = None
+    history: History,
+    path: str | os.PathLike,
+    *,
+    metric: str | None = None,
+    layer_weights: list[float] | None = None,
 ) -> str:
     """Learning curve: train and eval loss per epoch, and one metric on a second panel;
     with *layer_weights* (a learned layer mix) a bar chart of them on a last panel."""

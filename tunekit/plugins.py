@@ -120,7 +120,9 @@ def _load() -> PluginState:
     loaded: list[tuple[str, str, str]] = []
     for name, source, version, load in modules:
         if name in disabled:
-            state.records.append(PluginRecord(name=name, source=source, version=version, error="disabled"))
+            state.records.append(
+                PluginRecord(name=name, source=source, version=version, error="disabled")
+            )
             continue
         try:
             plugin = load()
@@ -151,14 +153,22 @@ def _load() -> PluginState:
             if plugin_name in errors:
                 continue
 
-            def register(*args: Any, _reg=registry, _kind=kind, _plugin=plugin_name, **info: Any) -> None:
+            def register(
+                *args: Any, _reg=registry, _kind=kind, _plugin=plugin_name, **info: Any
+            ) -> None:
                 if _kind == "model":
                     alias, target = args
-                    _reg.add(alias, ModelAlias(alias=alias, target=str(target), info=info), plugin=_plugin)
+                    _reg.add(
+                        alias,
+                        ModelAlias(alias=alias, target=str(target), info=info),
+                        plugin=_plugin,
+                    )
                     registered[_plugin].append(f"model:{alias}")
                 else:
                     (obj,) = args
-                    _reg.add(obj.name, obj, aliases=tuple(getattr(obj, "aliases", ())), plugin=_plugin)
+                    _reg.add(
+                        obj.name, obj, aliases=tuple(getattr(obj, "aliases", ())), plugin=_plugin
+                    )
                     registered[_plugin].append(f"{_kind}:{obj.name}")
 
             try:

@@ -25,7 +25,9 @@ class Registry(Generic[T]):
 
     def add(self, name: str, item: T, *, aliases: tuple[str, ...] = (), plugin: str = "?") -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {plugin!r} registered a {self.kind} without a name: {item!r}")
+            raise PluginError(
+                f"plugin {plugin!r} registered a {self.kind} without a name: {item!r}"
+            )
         for key in (name, *aliases):
             if key in self._owner:
                 raise PluginError(

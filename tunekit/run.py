@@ -74,11 +74,17 @@ class Run:
         records = self.task.parse_inputs([inputs] if single else inputs)
         if not records:
             return []
-        predictions = self._decode(records, with_labels=False, batch_size=batch_size, options=options)[0]
+        predictions = self._decode(
+            records, with_labels=False, batch_size=batch_size, options=options
+        )[0]
         return predictions[0] if single else predictions
 
-    def _decode(self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]):
-        features = self.task.encode(records, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels)
+    def _decode(
+        self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]
+    ):
+        features = self.task.encode(
+            records, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels
+        )
         outputs, loss = compute_outputs(
             self.model,
             self.task,
@@ -93,7 +99,9 @@ class Run:
     def evaluate(self, data: Any, *, batch_size: int | None = None) -> dict[str, float]:
         """Metrics (and ``eval_loss``) of the model on labelled *data* (any accepted source)."""
         records = self.task.read(data, name="data")
-        predictions, loss = self._decode(records, with_labels=True, batch_size=batch_size, options={})
+        predictions, loss = self._decode(
+            records, with_labels=True, batch_size=batch_size, options={}
+        )
         metrics = {"eval_loss": loss} if loss is not None else {}
         metrics.update(self.task.metrics(predictions, records))
         return metrics

@@ -119,7 +119,9 @@ class Task:
         """Build this task's head for *backbone* (called again, identically, at load)."""
         raise NotImplementedError
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def batch_outputs(
@@ -160,7 +162,9 @@ class Task:
 
     def require_schema(self) -> LabelSchema:
         if self.schema is None:
-            raise ConfigError(f"task {self.name!r} has no label schema yet; call setup() on training records")
+            raise ConfigError(
+                f"task {self.name!r} has no label schema yet; call setup() on training records"
+            )
         return self.schema
 
 
@@ -185,10 +189,14 @@ def default_collate(features: Sequence[Feature], tokenizer: Any) -> dict[str, to
     return batch
 
 
-def pad_sequences(values: Sequence[Sequence[Any]], *, pad_value: float = -100, length: int | None = None) -> torch.Tensor:
+def pad_sequences(
+    values: Sequence[Sequence[Any]], *, pad_value: float = -100, length: int | None = None
+) -> torch.Tensor:
     """Right-pad ragged sequences into one tensor (``-100`` is ignored by cross-entropy)."""
     length = length or max(len(v) for v in values)
-    dtype = torch.float32 if any(isinstance(x, float) for v in values for x in v[:1]) else torch.long
+    dtype = (
+        torch.float32 if any(isinstance(x, float) for v in values for x in v[:1]) else torch.long
+    )
     out = torch.full((len(values), length), pad_value, dtype=dtype)
     for i, v in enumerate(values):
         out[i, : len(v)] = torch.as_tensor(v[:length], dtype=dtype)

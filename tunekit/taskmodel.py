@@ -24,7 +24,11 @@ class LastHiddenState(nn.Module):
     needs_all_layers = False
 
     def features(self, encoder_outputs: Any) -> torch.Tensor:
-        return encoder_outputs.last_hidden_state if hasattr(encoder_outputs, "last_hidden_state") else encoder_outputs[0]
+        return (
+            encoder_outputs.last_hidden_state
+            if hasattr(encoder_outputs, "last_hidden_state")
+            else encoder_outputs[0]
+        )
 
     def combine(self, features: torch.Tensor) -> torch.Tensor:
         return features
@@ -41,7 +45,9 @@ class TaskModel(nn.Module):
     takes a collated batch dict and returns the head's outputs dict.
     """
 
-    def __init__(self, encoder: nn.Module, head: Head, representation: nn.Module | None = None) -> None:
+    def __init__(
+        self, encoder: nn.Module, head: Head, representation: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.representation = representation if representation is not None else LastHiddenState()
@@ -62,13 +68,17 @@ class TaskModel(nn.Module):
             base = getattr(self.encoder, "get_base_model", lambda: self.encoder)()
             params = inspect.signature(base.forward).parameters
             self._encoder_keys = tuple(
-                k for k in ("input_ids", "attention_mask", "token_type_ids", "position_ids") if k in params
+                k
+                for k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+                if k in params
             )
         return {k: batch[k] for k in self._encoder_keys if k in batch}
 
     def encoder_outputs(self, batch: Mapping[str, torch.Tensor]) -> Any:
         all_layers = bool(getattr(self.representation, "needs_all_layers", False))
-        return self.encoder(**self.encoder_inputs(batch), output_hidden_states=all_layers, return_dict=True)
+        return self.encoder(
+            **self.encoder_inputs(batch), output_hidden_states=all_layers, return_dict=True
+        )
 
     def hidden_states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """What the head reads: ``representation(encoder(batch))``."""

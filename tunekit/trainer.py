@@ -39,7 +39,13 @@ CHECKPOINTS_DIR = "checkpoints"
 
 
 def make_batches(
-    lengths: Sequence[int], *, batch_size: int, seed: int, epoch: int, shuffle: bool = True, group_by_length: bool = True
+    lengths: Sequence[int],
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    group_by_length: bool = True,
 ) -> list[list[int]]:
     """Index batches for one epoch: shuffled, then grouped by length inside mega-batches of
     50 batches so padding is small while the order stays random. Deterministic in
@@ -144,7 +150,13 @@ class Trainer:
     """
 
     def __init__(
-        self, *, model: TaskModel, task: Task, strategy: Strategy, tokenizer: Any, config: TrainingConfig
+        self,
+        *,
+        model: TaskModel,
+        task: Task,
+        strategy: Strategy,
+        tokenizer: Any,
+        config: TrainingConfig,
     ) -> None:
         self.model = model
         self.task = task
@@ -157,7 +169,12 @@ class Trainer:
 
     # ---- data ---------------------------------------------------------------------------
     def _loader(
-        self, features: Sequence[Feature], batches: list[list[int]], *, training: bool = False, resumed: bool = False
+        self,
+        features: Sequence[Feature],
+        batches: list[list[int]],
+        *,
+        training: bool = False,
+        resumed: bool = False,
     ):
         loader = DataLoader(
             _Features(features),
@@ -204,7 +221,13 @@ class Trainer:
         )
         logger.info(
             "training %s with strategy %s: %d / %d parameters trainable (%.2f%%), %s on %s",
-            self.task.name, self.strategy.name, trainable, total, 100.0 * trainable / total, self.precision, acc.device,
+            self.task.name,
+            self.strategy.name,
+            trainable,
+            total,
+            100.0 * trainable / total,
+            self.precision,
+            acc.device,
         )
         groups = self.strategy.parameter_groups(
             self.model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -226,10 +249,20 @@ class Trainer:
         self._setup_feature_cache()
 
         metric = cfg.metric_for_best or self.task.default_metric
-        greater = self.task.greater_is_better if cfg.metric_for_best is None and self.task.greater_is_better is not None else not lower_is_better(metric)
+        greater = (
+            self.task.greater_is_better
+            if cfg.metric_for_best is None and self.task.greater_is_better is not None
+            else not lower_is_better(metric)
+        )
         state = {
-            "epoch": 0, "batch": 0, "global_step": 0, "best": None, "bad_evals": 0, "stopped": False,
-            "loss_sum": 0.0, "loss_count": 0,
+            "epoch": 0,
+            "batch": 0,
+            "global_step": 0,
+            "best": None,
+            "bad_evals": 0,
+            "stopped": False,
+            "loss_sum": 0.0,
+            "loss_count": 0,
         }
         best_state: dict[str, torch.Tensor] | None = None
         if cfg.resume:
@@ -240,13 +273,21 @@ class Trainer:
         progress = _progress_enabled(cfg, acc.is_main_process)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_updates, initial=state["global_step"], disable=not progress, desc="training", unit="step")
+        bar = tqdm(
+            total=total_updates,
+            initial=state["global_step"],
+            disable=not progress,
+            desc="training",
+            unit="step",
+        )
         start_time = time.perf_counter()
         epoch_time = time.perf_counter()
         while state["epoch"] < cfg.epochs and not state["stopped"]:
             epoch = state["epoch"]
             batches = self._epoch_batches(train_features, epoch)
-            loader = self._loader(train_features, batches, training=True, resumed=bool(state["batch"]))
+            loader = self._loader(
+                train_features, batches, training=True, resumed=bool(state["batch"])
+            )
             if state["batch"]:
                 from accelerate import skip_first_batches
 
@@ -267,7 +308,11 @@ class Trainer:
                             f"the loss became {loss.item()} at epoch {epoch + 1}, batch {state['batch']} "
                             f"(global step {state['global_step']}); lower learning_rate, use precision='fp32', "
                             f"check the data for extreme values, or pass on_nan='skip'. "
-                            + ("The last checkpoint is kept in output_dir." if cfg.output_dir else "")
+                            + (
+                                "The last checkpoint is kept in output_dir."
+                                if cfg.output_dir
+                                else ""
+                            )
                         )
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm:
@@ -275,22 +320,42 @@ class Trainer:
                     optimizer.step()
                     if acc.sync_gradients:
                         scheduler.step()
-                        self.strategy.after_optimizer_step(model, global_step=state["global_step"] + 1)
+                        self.strategy.after_optimizer_step(
+                            model, global_step=state["global_step"] + 1
+                        )
                     optimizer.zero_grad(set_to_none=True)
                 state["loss_sum"] += loss.detach().float().item()
                 state["loss_count"] += 1
                 if acc.sync_gradients:
                     state["global_step"] += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{state['loss_sum'] / max(state['loss_count'], 1):.4f}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{state['loss_sum'] / max(state['loss_count'], 1):.4f}", refresh=False
+                    )
                     step = state["global_step"]
                     if cfg.eval_steps and step % cfg.eval_steps == 0:
                         best_state = self._evaluate_and_select(
-                            model, state, metric, greater, eval_features, eval_records, best_state,
-                            epoch=round(epoch + state["batch"] / max(math.ceil(len(batches) / acc.num_processes), 1), 2),
-                            train_loss=state["loss_sum"] / max(state["loss_count"], 1), seconds=time.perf_counter() - epoch_time,
+                            model,
+                            state,
+                            metric,
+                            greater,
+                            eval_features,
+                            eval_records,
+                            best_state,
+                            epoch=round(
+                                epoch
+                                + state["batch"]
+                                / max(math.ceil(len(batches) / acc.num_processes), 1),
+                                2,
+                            ),
+                            train_loss=state["loss_sum"] / max(state["loss_count"], 1),
+                            seconds=time.perf_counter() - epoch_time,
                         )
-                        state["loss_sum"], state["loss_count"], epoch_time = 0.0, 0, time.perf_counter()
+                        state["loss_sum"], state["loss_count"], epoch_time = (
+                            0.0,
+                            0,
+                            time.perf_counter(),
+                        )
                         model.train()
                         if state["stopped"]:
                             break
@@ -302,7 +367,13 @@ class Trainer:
             state["batch"] = 0
             row_seconds = time.perf_counter() - epoch_time
             best_state = self._evaluate_and_select(
-                model, state, metric, greater, eval_features, eval_records, best_state,
+                model,
+                state,
+                metric,
+                greater,
+                eval_features,
+                eval_records,
+                best_state,
                 epoch=state["epoch"],
                 train_loss=state["loss_sum"] / state["loss_count"] if state["loss_count"] else None,
                 seconds=row_seconds,
@@ -323,9 +394,24 @@ class Trainer:
         return self.history
 
     def _evaluate_and_select(
-        self, model, state, metric, greater, eval_features, eval_records, best_state, *, epoch, train_loss, seconds
+        self,
+        model,
+        state,
+        metric,
+        greater,
+        eval_features,
+        eval_records,
+        best_state,
+        *,
+        epoch,
+        train_loss,
+        seconds,
     ):
-        row: dict[str, Any] = {"epoch": epoch, "step": state["global_step"], "train_loss": train_loss}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": state["global_step"],
+            "train_loss": train_loss,
+        }
         if eval_features:
             metrics, _ = self.evaluate(eval_features, eval_records or [], model=model)
             row.update(metrics)
@@ -335,18 +421,26 @@ class Trainer:
                     f"metric_for_best={metric!r} is not computed by task {self.task.name!r}; "
                     f"choose one of {', '.join(sorted(metrics))}"
                 )
-            improved = state["best"] is None or (value > state["best"] if greater else value < state["best"])
+            improved = state["best"] is None or (
+                value > state["best"] if greater else value < state["best"]
+            )
             if improved:
                 state["best"], state["bad_evals"] = value, 0
                 unwrapped = self.accelerator.unwrap_model(model)
                 trained = {n for n, p in unwrapped.named_parameters() if p.requires_grad}
-                best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items() if k in trained}
+                best_state = {
+                    k: v.detach().cpu().clone()
+                    for k, v in unwrapped.state_dict().items()
+                    if k in trained
+                }
             else:
                 state["bad_evals"] += 1
                 patience = self.config.early_stopping_patience
                 if patience and state["bad_evals"] >= patience:
                     state["stopped"] = True
-                    logger.info("early stopping: %s did not improve for %d evaluations", metric, patience)
+                    logger.info(
+                        "early stopping: %s did not improve for %d evaluations", metric, patience
+                    )
         row["seconds"] = round(seconds, 3)
         self.history.append(row)
         return best_state
@@ -377,7 +471,9 @@ class Trainer:
 
     # ---- evaluation / prediction --------------------------------------------------------
     @torch.no_grad()
-    def outputs(self, features: Sequence[Feature], *, model=None) -> tuple[list[dict[str, np.ndarray]], float | None]:
+    def outputs(
+        self, features: Sequence[Feature], *, model=None
+    ) -> tuple[list[dict[str, np.ndarray]], float | None]:
         """Per-feature outputs (``task.batch_outputs``), in feature order, and the mean loss
         when the features carry labels. Each feature is counted once across processes."""
         acc = self.accelerator
@@ -385,7 +481,9 @@ class Trainer:
         was_training = model.training
         model.eval()
         bs = self.config.eval_batch_size or self.config.batch_size * 2
-        batches = make_batches([feature_length(f) for f in features], batch_size=bs, seed=0, epoch=0, shuffle=False)
+        batches = make_batches(
+            [feature_length(f) for f in features], batch_size=bs, seed=0, epoch=0, shuffle=False
+        )
         # Uneven shards: no sample is duplicated to even out batches, so the loss and the
         # gathered outputs count every feature exactly once.
         even, acc.even_batches = acc.even_batches, False
@@ -404,13 +502,24 @@ class Trainer:
                 loss_total += float(loss) * len(index)
                 loss_n += len(index)
             kept = self.task.batch_outputs(outputs, batch)
-            cpu = {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy() for k, v in kept.items()}
-            rows += [(int(i), {k: v[j] for k, v in cpu.items()}) for j, i in enumerate(index.tolist())]
+            cpu = {
+                k: v.detach().float().cpu().numpy()
+                if v.is_floating_point()
+                else v.detach().cpu().numpy()
+                for k, v in kept.items()
+            }
+            rows += [
+                (int(i), {k: v[j] for k, v in cpu.items()}) for j, i in enumerate(index.tolist())
+            ]
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
             rows = gather_object(rows)
-            totals = acc.gather(torch.tensor([loss_total, float(loss_n)], device=acc.device)).view(-1, 2).sum(0)
+            totals = (
+                acc.gather(torch.tensor([loss_total, float(loss_n)], device=acc.device))
+                .view(-1, 2)
+                .sum(0)
+            )
             loss_total, loss_n = float(totals[0]), int(totals[1])
         by_index: dict[int, dict[str, np.ndarray]] = {}
         for i, out in rows:
@@ -421,7 +530,9 @@ class Trainer:
         mean_loss = loss_total / loss_n if loss_n else None
         return ordered, mean_loss
 
-    def evaluate(self, features: Sequence[Feature], records: Sequence[Record], *, model=None) -> tuple[dict[str, float], list[Any]]:
+    def evaluate(
+        self, features: Sequence[Feature], records: Sequence[Record], *, model=None
+    ) -> tuple[dict[str, float], list[Any]]:
         outputs, loss = self.outputs(features, model=model)
         predictions = self.task.decode(outputs, features, records)
         metrics: dict[str, float] = {}
@@ -450,7 +561,10 @@ class Trainer:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
             if best_state:
-                save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / "best.safetensors"))
+                save_file(
+                    {k: v.contiguous() for k, v in best_state.items()},
+                    str(tmp / "best.safetensors"),
+                )
             np_state = np.random.get_state()
             (tmp / "state.json").write_text(
                 json.dumps(
@@ -465,12 +579,18 @@ class Trainer:
                     }
                 )
             )
-        for old in sorted(p for p in root.glob("checkpoint-*") if p.is_dir())[: -self.config.keep_checkpoints]:
+        for old in sorted(p for p in root.glob("checkpoint-*") if p.is_dir())[
+            : -self.config.keep_checkpoints
+        ]:
             shutil.rmtree(old, ignore_errors=True)
 
     def latest_checkpoint(self) -> Path | None:
         root = self._checkpoint_root()
-        found = sorted(p for p in root.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name))
+        found = sorted(
+            p
+            for p in root.glob("checkpoint-*")
+            if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)
+        )
         return found[-1] if found else None
 
     def _restore(self, model, optimizer, scheduler):
@@ -478,10 +598,15 @@ class Trainer:
 
         path = self.latest_checkpoint()
         if path is None:
-            logger.info("resume=True but no checkpoint in %s; starting from scratch", self._checkpoint_root())
+            logger.info(
+                "resume=True but no checkpoint in %s; starting from scratch",
+                self._checkpoint_root(),
+            )
             return None
         logger.info("resuming from %s", path)
-        load_model(self.accelerator.unwrap_model(model), str(path / "model.safetensors"), strict=True)
+        load_model(
+            self.accelerator.unwrap_model(model), str(path / "model.safetensors"), strict=True
+        )
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
@@ -492,7 +617,11 @@ class Trainer:
         self.history.rows = saved["history"]
         self.history.info.update(saved["info"])
         self.nan_skips = saved.get("nan_skips", 0)
-        best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").exists() else None
+        best = (
+            load_file(str(path / "best.safetensors"))
+            if (path / "best.safetensors").exists()
+            else None
+        )
         return saved["state"], best
 
 

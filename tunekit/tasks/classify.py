@@ -26,8 +26,30 @@ from ..labels import LabelSchema
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..task import Feature, Record, Task
 
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet", "snippet", "body", "input", "query")
-LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "score", "y", "rating")
+TEXT_COLUMNS = (
+    "text",
+    "sentence",
+    "review",
+    "content",
+    "document",
+    "comment",
+    "tweet",
+    "snippet",
+    "body",
+    "input",
+    "query",
+)
+LABEL_COLUMNS = (
+    "label",
+    "labels",
+    "target",
+    "class",
+    "category",
+    "sentiment",
+    "score",
+    "y",
+    "rating",
+)
 
 
 def _tuple_of_ints(value: Any) -> tuple[int, ...]:
@@ -53,7 +75,9 @@ class ClassifyConfig:
 
     text_column: str | None = None
     label_column: str | None = None
-    problem: str = attrs.field(default="auto", validator=_one_of("auto", "single_label", "multi_label", "regression"))
+    problem: str = attrs.field(
+        default="auto", validator=_one_of("auto", "single_label", "multi_label", "regression")
+    )
     label_separator: str = "|"
     class_weights: str | Mapping[str, float] | None = None
     long_text: str = attrs.field(default="truncate", validator=_one_of("truncate", "chunk"))
@@ -91,9 +115,21 @@ class ClassifyTask(Task):
         if is_path(source):
             name = f"{name} file {os.fspath(source)}"  # errors below name the file
         columns = list(rows[0].keys())
-        text_col = find_column(columns, self.config.text_column, TEXT_COLUMNS, role="text", name=name, option="text_column")
+        text_col = find_column(
+            columns,
+            self.config.text_column,
+            TEXT_COLUMNS,
+            role="text",
+            name=name,
+            option="text_column",
+        )
         label_col = find_column(
-            columns, self.config.label_column, LABEL_COLUMNS, role="label", name=name, option="label_column"
+            columns,
+            self.config.label_column,
+            LABEL_COLUMNS,
+            role="label",
+            name=name,
+            option="label_column",
         )
         records = []
         for i, row in enumerate(rows):
@@ -114,7 +150,9 @@ class ClassifyTask(Task):
 
     def _normalise_label(self, label: Any, index: int, name: str) -> Any:
         problem = self.config.problem
-        if problem == "multi_label" or (problem == "auto" and isinstance(label, (list, tuple, np.ndarray))):
+        if problem == "multi_label" or (
+            problem == "auto" and isinstance(label, (list, tuple, np.ndarray))
+        ):
             if isinstance(label, str):
                 return [p.strip() for p in label.split(self.config.label_separator) if p.strip()]
             return [str(v) for v in label]
@@ -149,9 +187,13 @@ class ClassifyTask(Task):
         if kind == "regression":
             bad = [i for i, v in enumerate(labels) if not isinstance(v, (int, float))]
             if bad:
-                raise DataError(f"record {bad[0]} has label {labels[bad[0]]!r}, but regression needs numbers")
+                raise DataError(
+                    f"record {bad[0]} has label {labels[bad[0]]!r}, but regression needs numbers"
+                )
         if kind == "single_label" and any(isinstance(v, float) for v in labels):
-            raise DataError("labels mix numbers and categories; pass problem='regression' or 'single_label'")
+            raise DataError(
+                "labels mix numbers and categories; pass problem='regression' or 'single_label'"
+            )
         self.schema = LabelSchema.from_values(labels, kind=kind)
         if kind != "regression" and self.schema.num_labels < 2 and kind == "single_label":
             raise DataError(
@@ -181,7 +223,9 @@ class ClassifyTask(Task):
         if isinstance(cw, Mapping):
             unknown = [k for k in cw if str(k) not in schema.labels]
             if unknown:
-                raise ConfigError(f"class_weights names labels not in the data: {unknown}; labels: {list(schema.labels)}")
+                raise ConfigError(
+                    f"class_weights names labels not in the data: {unknown}; labels: {list(schema.labels)}"
+                )
             return [float(cw.get(label, cw.get(_maybe_int(label), 1.0))) for label in schema.labels]
         raise ConfigError(f"class_weights={cw!r}: use None, 'balanced' or a dict {{label: weight}}")
 
@@ -199,7 +243,9 @@ class ClassifyTask(Task):
             records.append({"text": text})
         return records
 
-    def encode(self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool) -> list[Feature]:
+    def encode(
+        self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool
+    ) -> list[Feature]:
         texts = [r["text"] for r in records]
         chunk = self.config.long_text == "chunk"
         enc = tokenizer(
@@ -226,7 +272,9 @@ class ClassifyTask(Task):
         where = f"in record {index}"
         if schema.kind == "multi_label":
             if not isinstance(label, list):
-                raise DataError(f"record {index} has label {label!r}; multi-label data needs a list of labels")
+                raise DataError(
+                    f"record {index} has label {label!r}; multi-label data needs a list of labels"
+                )
             return schema.encode_multi(label, where=where)
         if schema.kind == "regression":
             if not isinstance(label, (int, float)):
@@ -250,7 +298,9 @@ class ClassifyTask(Task):
             pooling=self.config.pooling,
         )
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         logits = outputs["logits"].float()
         labels = batch["labels"]
         kind = self.require_schema().kind
@@ -261,7 +311,9 @@ class ClassifyTask(Task):
             return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
         return F.cross_entropy(logits, labels.long(), weight=weights)
 
-    def batch_outputs(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def batch_outputs(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         return {"logits": outputs["logits"].float()}
 
     def decode(self, outputs, features, records, **options: Any) -> list[Any]:
@@ -303,9 +355,16 @@ class ClassifyTask(Task):
     def metrics(self, predictions: Sequence[Any], records: Sequence[Record]) -> dict[str, float]:
         schema = self.require_schema()
         if schema.kind == "regression":
-            return regression_metrics([r["label"] for r in records], [p["score"] for p in predictions])
+            return regression_metrics(
+                [r["label"] for r in records], [p["score"] for p in predictions]
+            )
         if schema.kind == "multi_label":
-            gold = np.array([schema.encode_multi(r["label"], where=f"in record {i}") for i, r in enumerate(records)])
+            gold = np.array(
+                [
+                    schema.encode_multi(r["label"], where=f"in record {i}")
+                    for i, r in enumerate(records)
+                ]
+            )
             pred = np.array([schema.encode_multi(p["label"]) for p in predictions])
             return multilabel_metrics(gold, pred)
         gold = [schema.id_of(r["label"], where=f"in record {i}") for i, r in enumerate(records)]

@@ -49,6 +49,7 @@ def test_eval_masks_fixed_train_masks_fresh(en_model, en_corpus):
 
 
 def test_chinese_whole_word_masking_uses_jieba_words(zh_model):
+    pytest.importorskip("jieba", reason="the [zh] extra (jieba) is not installed")
     tok = load_backbone(zh_model).tokenizer
     text = "巴黎是法国的首都"
     for segmenter, expected in (

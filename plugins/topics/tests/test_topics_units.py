@@ -90,6 +90,7 @@ def test_bad_options():
 
 
 def test_chinese_vocabulary_uses_words():
+    pytest.importorskip("jieba", reason="the [zh] extra (jieba) is not installed")
     texts = ["我们喜欢足球比赛", "足球比赛很精彩"]
     vec = pipeline.make_vectorizer(
         language="auto", stop_words="english", ngram_range=(1, 1), min_df=1, texts=texts
