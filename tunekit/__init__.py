@@ -25,6 +25,7 @@ from .errors import (
 from .head import Head
 from .hookspecs import hookimpl
 from .labels import LabelSchema
+from .log import set_verbosity
 from .run import Run
 from .strategy import Strategy
 from .task import Task
@@ -53,4 +54,5 @@ __all__ = [
     "list_strategies",
     "list_tasks",
     "load",
+    "set_verbosity",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from .config import TrainingConfig, build_config, split_options
 from .data import split_records
 from .errors import ConfigError
+from .log import set_verbosity
 from .models import Backbone, load_backbone
 from .plugins import ModelAlias, get_state
 from .run import Run
@@ -80,6 +81,7 @@ def finetune(
         options, task_cls=task_cls, strategy_cls=strategy_cls
     )
     training = build_config(TrainingConfig, training_opts, owner="training")
+    set_verbosity(training.verbose)
     task_obj = task_cls(build_config(task_cls.Config, task_opts, owner=f"task {task_cls.name!r}"))
     strategy_obj = strategy_cls(
         build_config(strategy_cls.Config, strategy_opts, owner=f"strategy {strategy_cls.name!r}")

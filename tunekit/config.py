@@ -41,6 +41,46 @@ def _optional_path(value: Any) -> str | None:
     return None if value is None else os.fspath(value)
 
 
+#: experiment trackers ``report_to=`` accepts (accelerate's tracker names)
+TRACKERS = (
+    "tensorboard",
+    "mlflow",
+    "wandb",
+    "comet_ml",
+    "aim",
+    "clearml",
+    "dvclive",
+    "swanlab",
+    "trackio",
+)
+
+
+def _trackers(value: Any) -> tuple[str, ...]:
+    """``None`` / ``"none"`` → ``()``; ``"tensorboard"`` or ``"tensorboard,mlflow"`` or a list → a tuple."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    names = tuple(str(v).lower() for v in value)
+    return () if names == ("none",) else names
+
+
+def _known_trackers(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for name in value:
+        if name not in TRACKERS:
+            raise ConfigError(
+                f"option report_to={name!r} is not a tracker{close_matches_hint(name, TRACKERS) or '.'} "
+                f"Use one or more of {', '.join(TRACKERS)}, or None."
+            )
+
+
+def _verbosity(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    from .log import level_of
+
+    if value is not None:
+        level_of(value)
+
+
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
     """Options of the trainer; each is a keyword argument of ``finetune()`` and a CLI flag.
@@ -77,6 +117,12 @@ class TrainingConfig:
     resume: bool = False
     progress: bool | None = None
     on_nan: str = attrs.field(default="raise", validator=_one_of("raise", "skip"))
+    report_to: tuple[str, ...] = attrs.field(
+        default=(), converter=_trackers, validator=_known_trackers
+    )
+    logging_dir: str | None = attrs.field(default=None, converter=_optional_path)
+    run_name: str | None = None
+    verbose: bool | str | None = attrs.field(default=None, validator=_verbosity)
 
 
 TRAINING_OPTIONS = tuple(f.name for f in attrs.fields(TrainingConfig))

@@ -120,12 +120,74 @@ def make_accelerator(config: TrainingConfig):
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         cpu=cpu,
+        log_with=list(check_trackers(config.report_to)) or None,
+        project_dir=tracking_dir(config) if config.report_to else None,
         mixed_precision=_accelerate_precision(precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         rng_types=[],  # tunekit seeds its own batch order
         dataloader_config=DataLoaderConfiguration(even_batches=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     ), precision
+
+
+#: the package each tracker needs (what to ``pip install``)
+TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
+
+
+def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
+    """*names* (``report_to``), after checking that each tracker's library is installed.
+
+    accelerate silently drops a tracker whose library is missing; tunekit refuses instead,
+    so that a run meant to be tracked does not go unrecorded."""
+    if not names:
+        return ()
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in available:
+            package = TRACKER_PACKAGES.get(name, name)
+            raise ConfigError(
+                f"report_to={name!r} needs the {package} package, which is not installed; "
+                f"pip install {package}"
+                + (" (or tunekit[tensorboard])" if name == "tensorboard" else "")
+                + ", or drop it from report_to"
+            )
+    return tuple(names)
+
+
+def tracking_dir(config: TrainingConfig) -> str:
+    """Where local trackers (tensorboard...) write: ``logging_dir``, else
+    ``output_dir/logs``, else ``./runs``."""
+    if config.logging_dir:
+        return config.logging_dir
+    return str(Path(config.output_dir) / "logs") if config.output_dir else "runs"
+
+
+def _hparams(config: TrainingConfig, task: Task, strategy: Strategy) -> dict[str, Any]:
+    """Run options as the flat scalars trackers accept (tensorboard's hparams)."""
+    values: dict[str, Any] = {"task": task.name, "strategy": strategy.name}
+    for prefix, options in (
+        ("", config_to_dict(config)),
+        ("task.", config_to_dict(task.config)),
+        ("strategy.", config_to_dict(strategy.config)),
+    ):
+        for key, value in options.items():
+            if not isinstance(value, (bool, int, float, str)):
+                value = json.dumps(value, default=str)
+            values[prefix + key] = value
+    return values
+
+
+def tracker_scalars(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row under trackers' names: ``train/epoch``, ``train/mean_loss``,
+    ``train/seconds``, ``eval/loss`` and ``eval/<metric>``."""
+    names = {"epoch": "train/epoch", "train_loss": "train/mean_loss", "seconds": "train/seconds"}
+    return {
+        names.get(key, "eval/" + key.removeprefix("eval_")): value
+        for key, value in row.items()
+        if key != "step"
+    }
 
 
 def _progress_enabled(config: TrainingConfig, main: bool) -> bool:
@@ -198,6 +260,35 @@ class Trainer:
 
     # ---- training -----------------------------------------------------------------------
     def fit(
+        self,
+        train_features: Sequence[Feature],
+        eval_features: Sequence[Feature] | None = None,
+        eval_records: Sequence[Record] | None = None,
+    ) -> History:
+        """Train; returns the history (one row per evaluation). With ``report_to``, every
+        history row and each step's training loss and learning rate go to the trackers."""
+        cfg = self.config
+        if not cfg.report_to:
+            return self._fit(train_features, eval_features, eval_records)
+        self.accelerator.init_trackers(
+            cfg.run_name or f"tunekit-{self.task.name}-{self.strategy.name}",
+            config=_hparams(cfg, self.task, self.strategy),
+        )
+        try:
+            return self._fit(train_features, eval_features, eval_records)
+        finally:
+            self.accelerator.end_training()
+
+    def _log(self, values: dict[str, Any], step: int) -> None:
+        if self.config.report_to:
+            scalars = {
+                k: float(v)
+                for k, v in values.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+            }
+            self.accelerator.log(scalars, step=step)
+
+    def _fit(
         self,
         train_features: Sequence[Feature],
         eval_features: Sequence[Feature] | None = None,
@@ -328,6 +419,13 @@ class Trainer:
                 state["loss_count"] += 1
                 if acc.sync_gradients:
                     state["global_step"] += 1
+                    self._log(
+                        {
+                            "train/loss": loss.detach().float().item(),
+                            "train/learning_rate": scheduler.get_last_lr()[0],
+                        },
+                        state["global_step"],
+                    )
                     bar.update(1)
                     bar.set_postfix(
                         loss=f"{state['loss_sum'] / max(state['loss_count'], 1):.4f}", refresh=False
@@ -443,6 +541,7 @@ class Trainer:
                     )
         row["seconds"] = round(seconds, 3)
         self.history.append(row)
+        self._log(tracker_scalars(row), state["global_step"])
         return best_state
 
     # ---- frozen-encoder feature cache ---------------------------------------------------
@@ -583,15 +682,12 @@ class Trainer:
             : -self.config.keep_checkpoints
         ]:
             shutil.rmtree(old, ignore_errors=True)
+        # what a killed process was writing: never read, cleared once a newer one is whole
+        for stale in root.glob(".checkpoint-*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def latest_checkpoint(self) -> Path | None:
-        root = self._checkpoint_root()
-        found = sorted(
-            p
-            for p in root.glob("checkpoint-*")
-            if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)
-        )
-        return found[-1] if found else None
+        return latest_checkpoint(self._checkpoint_root())
 
     def _restore(self, model, optimizer, scheduler):
         from safetensors.torch import load_file, load_model
@@ -623,6 +719,23 @@ class Trainer:
             else None
         )
         return saved["state"], best
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint directory under *root* (``output_dir/checkpoints``),
+    or ``None``. Directories a killed process left half written (``.checkpoint-*.partial``)
+    are never picked up.
+
+    Example::
+
+        latest_checkpoint("out/checkpoints")   # Path('out/checkpoints/checkpoint-00000120')
+    """
+    found = sorted(
+        p
+        for p in Path(root).glob("checkpoint-*")
+        if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)
+    )
+    return found[-1] if found else None
 
 
 def _adamw(groups, *, lr: float, fused: bool):

@@ -1,0 +1,80 @@
+"""The ``tunekit`` logger and how loud it is.
+
+Every tunekit module (and the first-party plugins) logs to ``logging.getLogger("tunekit")``.
+By default tunekit is quiet: the logger keeps Python's default level, so only warnings and
+errors show (through the application's handlers, or Python's last-resort handler on
+stderr). ``finetune(..., verbose=True)`` (CLI ``--verbose``), :func:`set_verbosity` or the
+``TUNEKIT_VERBOSITY`` environment variable turn on progress messages (trainable
+parameters, early stopping, resume...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from .errors import ConfigError
+
+logger = logging.getLogger("tunekit")
+
+#: ``verbose=`` values → logging levels
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+ENV_VAR = "TUNEKIT_VERBOSITY"
+_handler: logging.Handler | None = None
+
+
+def level_of(verbose: bool | str | None) -> int | None:
+    """The logging level *verbose* asks for: ``True`` → INFO, ``False`` → WARNING, a level
+    name (``"debug"``, ``"info"``, ``"warning"``, ``"error"``) → that level; ``None`` → the
+    ``TUNEKIT_VERBOSITY`` environment variable's, or ``None`` (leave logging as it is)."""
+    if verbose is None:
+        verbose = os.environ.get(ENV_VAR) or None
+        if verbose is None:
+            return None
+        where = f"environment variable {ENV_VAR}"
+    else:
+        where = "option verbose"
+    if isinstance(verbose, bool):
+        return logging.INFO if verbose else logging.WARNING
+    if isinstance(verbose, str) and verbose.lower() in LEVELS:
+        return LEVELS[verbose.lower()]
+    raise ConfigError(
+        f"{where}={verbose!r} is not a verbosity; use True, False or one of {', '.join(LEVELS)}"
+    )
+
+
+def set_verbosity(verbose: bool | str | None) -> None:
+    """Set how much the ``tunekit`` logger shows (see :func:`level_of`); stays for the process.
+
+    When nothing would print the messages (no handler on the ``tunekit`` logger or the root
+    logger), a stderr handler is added to the ``tunekit`` logger; an application that
+    configures logging itself keeps its own handlers and format.
+
+    Example::
+
+        tunekit.set_verbosity("info")   # or finetune(..., verbose=True)
+    """
+    global _handler
+    level = level_of(verbose)
+    if level is None:
+        return
+    logger.setLevel(level)
+    if level < logging.WARNING and _handler is None and not _has_handler():
+        _handler = logging.StreamHandler(sys.stderr)
+        _handler.setFormatter(logging.Formatter("tunekit: %(levelname)s: %(message)s"))
+        logger.addHandler(_handler)
+
+
+def _has_handler() -> bool:
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.handlers:
+            return True
+        current = current.parent if current.propagate else None
+    return False
