@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,35 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), so a
+    crash never leaves *b* missing; ``False`` where the system cannot, and the caller falls
+    back to two renames (a crash between them leaves the previous directory as a
+    ``.old`` sibling)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return done == 0
 
 
 @contextlib.contextmanager
@@ -61,10 +91,13 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = True) -> It
         yield tmp
         _fsync_tree(tmp)
         if target.exists():
-            old = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, target):  # tmp now holds the previous directory
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                old = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
         with contextlib.suppress(OSError):
