@@ -5,6 +5,7 @@ Commands::
     tunekit finetune --task classify --data reviews.csv --output out/sentiment [--epochs 3 ...]
     tunekit predict out/sentiment "some text" [--input file]
     tunekit evaluate out/sentiment --data test.csv
+    tunekit export out/sentiment out/sentiment-hf [--format hf]
     tunekit tasks | strategies | models | plugins
 
 Every training option of ``finetune()`` is a flag of the same name (``--batch-size 32``),
@@ -139,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("bundle")
     ev.add_argument("--data", required=True)
 
+    ex = sub.add_parser(
+        "export",
+        help="export a saved bundle as a transformers model (save_pretrained layout)",
+        description="Write BUNDLE as a 🤗 transformers model directory that transformers.pipeline() loads "
+        "with the same predictions (adapters merged, head mapped onto the AutoModelFor... class).",
+    )
+    ex.add_argument("bundle")
+    ex.add_argument("output", help="directory to write the exported model to")
+    ex.add_argument(
+        "--format", default="hf", help="hf (transformers, default) or onnx (needs optimum)"
+    )
+
     sub.add_parser("tasks", help="list registered tasks")
     sub.add_parser("strategies", help="list registered strategies")
     sub.add_parser("models", help="list model aliases")
@@ -219,6 +232,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .api import load
+    from .export import EXPORT_FILE
+
+    path = load(args.bundle).export(args.output, format=args.format)
+    print(f"exported: {path}")
+    info_file = Path(path) / EXPORT_FILE
+    if info_file.is_file():
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        options = "".join(f", {k}={v!r}" for k, v in info["pipeline_options"].items())
+        print(f'load it with: transformers.pipeline("{info["pipeline"]}", model="{path}"{options})')
+    return 0
+
+
 def _cmd_list(command: str) -> int:
     from .plugins import get_state
 
@@ -255,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_predict(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "export":
+            return _cmd_export(args)
         return _cmd_list(args.command)
     except TunekitError as exc:
         if args.debug:

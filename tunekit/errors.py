@@ -61,6 +61,11 @@ class TrainingError(TunekitError):
     """Training cannot go on (e.g. the loss became NaN)."""
 
 
+class ExportError(TunekitError):
+    """A run cannot be exported to the asked format (e.g. its head has no exact
+    transformers equivalent); the message says which options would make it exportable."""
+
+
 def close_matches_hint(name: str, known: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for *name* among *known*, or ``""``."""
     close = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.6)

@@ -112,6 +112,29 @@ class Run:
 
         return save_bundle(self, path, **options)
 
+    def export(self, path: str | os.PathLike, *, format: str = "hf") -> str:
+        """Write the run as a 🤗 transformers model that ``transformers.pipeline`` loads with
+        the same predictions: adapters merged in, the task head mapped onto the matching
+        ``AutoModelFor...`` class's head (``id2label`` / ``label2id`` in its config), the
+        tokenizer, a model card and ``tunekit_export.json`` (the pipeline task and options).
+
+        ``format="onnx"`` converts that through 🤗 optimum (``pip install optimum[onnx]``).
+        A head with no exact transformers equivalent (mean pooling, a CRF, a layer mix...)
+        is an :class:`~tunekit.errors.ExportError` naming the options that would export.
+        See the "Export to transformers" section of the docs for each task.
+
+        Example::
+
+            run = tunekit.finetune("classify", data="reviews.csv", head="mlp", hidden=[384],
+                                   activation="tanh", pooling="cls", strategy="lora")
+            run.export("out/hf")
+            from transformers import pipeline
+            pipeline("text-classification", model="out/hf")("what a wonderful film")
+        """
+        from .export import export_run
+
+        return export_run(self, path, format=format)
+
     def export_encoder(self, path: str | os.PathLike) -> str:
         """Write the trained encoder (adapters merged in, head dropped) and the tokenizer as a
         transformers ``save_pretrained`` directory: ``AutoModel.from_pretrained(path)`` and

@@ -22,12 +22,14 @@ import attrs
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, ExportError
 from .labels import LabelSchema
 
 if TYPE_CHECKING:
+    from .export import HFExport
     from .head import Head
     from .models import Backbone
+    from .taskmodel import TaskModel
 
 Record = dict[str, Any]
 Feature = dict[str, Any]
@@ -150,6 +152,27 @@ class Task:
     def fit(self, **context: Any) -> Any:
         """Fit a task with ``supervised = False``; returns a run object (see the topics plugin)."""
         raise NotImplementedError(f"task {self.name!r} is supervised; it is trained by the Trainer")
+
+    # ---- export ---------------------------------------------------------------------------
+    def export_hf(self, model: TaskModel) -> HFExport:
+        """The transformers model equal to *model* (``run.export(dir, format="hf")``).
+
+        *model* is the trained :class:`~tunekit.taskmodel.TaskModel` with adapters already
+        merged and the encoder's last layer as representation. Return a
+        :class:`tunekit.export.HFExport`: an ``AutoModelFor...`` instance holding the same
+        weights, the ``transformers.pipeline`` task that loads it, and a ``check`` that core
+        runs on a probe batch. Core saves the model with the tokenizer. Build it with
+        :func:`tunekit.export.sequence_classification`,
+        :func:`~tunekit.export.token_classification` or
+        :func:`~tunekit.export.feature_extraction`; raise :class:`~tunekit.errors.ExportError`
+        when the head has no exact transformers equivalent (say which options would have one).
+
+        The default refuses: a task is exportable only when it says how.
+        """
+        raise ExportError(
+            f"task {self.name!r} cannot be exported to transformers: it does not implement Task.export_hf. "
+            f"Save a bundle instead (run.save), or export the encoder alone (run.export_encoder)"
+        )
 
     # ---- persistence ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

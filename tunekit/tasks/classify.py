@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..config import _one_of
 from ..data import find_column, is_missing, is_path, read_table
 from ..errors import ConfigError, DataError
+from ..export import PROBLEM_TYPES
 from ..head import Head
 from ..hookspecs import hookimpl
 from ..labels import LabelSchema
@@ -370,6 +371,50 @@ class ClassifyTask(Task):
         gold = [schema.id_of(r["label"], where=f"in record {i}") for i, r in enumerate(records)]
         pred = [schema.id_of(p["label"]) for p in predictions]
         return classification_metrics(gold, pred)
+
+    # ---- export ---------------------------------------------------------------------------
+    def export_hf(self, model: Any) -> Any:
+        """``AutoModelForSequenceClassification`` (``text-classification`` pipeline); needs the
+        head ``head="mlp", hidden=[hidden_size], activation="tanh", pooling="cls"``.
+
+        Regression exports the score itself (the classifier is rescaled from the normalised
+        target to the label range): call the pipeline with ``function_to_apply="none"``.
+        Multi-label: ``top_k=None`` gives every label's sigmoid probability."""
+        from ..export import HFExport, sequence_classification, sequence_classification_check
+
+        schema = self.require_schema()
+        scale, shift, options, notes = 1.0, 0.0, {}, ""
+        labels: tuple[str, ...] = schema.labels
+        if schema.kind == "regression":
+            lo, hi = schema.value_range or (0.0, 1.0)
+            scale, shift, labels = (hi - lo) or 1.0, lo, ("score",)
+            options = {"function_to_apply": "none"}
+        elif schema.kind == "multi_label":
+            options = {"top_k": None}
+            notes = (
+                "The pipeline returns every label's sigmoid probability; tunekit's prediction keeps those "
+                f">= threshold ({self.config.threshold})."
+            )
+        if self.config.long_text == "chunk":
+            notes += (
+                " tunekit averages the logits of overlapping windows of long texts (long_text='chunk'); "
+                "the pipeline truncates them."
+            )
+        hf = sequence_classification(
+            model,
+            labels=labels,
+            problem_type=PROBLEM_TYPES[schema.kind],
+            scale=scale,
+            shift=shift,
+            what=f"task {self.name!r}",
+        )
+        return HFExport(
+            model=hf,
+            pipeline="text-classification",
+            pipeline_options=options,
+            notes=notes.strip(),
+            check=sequence_classification_check(model, hf, scale=scale, shift=shift),
+        )
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "weights": self.weights}
