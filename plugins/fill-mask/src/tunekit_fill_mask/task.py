@@ -395,6 +395,13 @@ class FillMaskTask(Task):
         }
 
     # ---- persistence ----------------------------------------------------------------------
+    def export_hf(self, model: Any) -> Any:
+        """``AutoModelForMaskedLM`` (``fill-mask`` pipeline): the encoder and the masked-LM
+        head, its output projection tied to the word embeddings as in the checkpoint."""
+        from .export import masked_lm_export
+
+        return masked_lm_export(model)
+
     def state(self) -> dict[str, Any]:
         return {**super().state(), "head_origin": self.head_origin}
 

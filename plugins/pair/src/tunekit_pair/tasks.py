@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from tunekit.config import _one_of
-from tunekit.errors import ConfigError, DataError
+from tunekit.errors import ConfigError, DataError, ExportError
 from tunekit.head import Head
 from tunekit.labels import LabelSchema
 from tunekit.metrics import classification_metrics, regression_metrics
@@ -299,6 +299,64 @@ class PairTask(Task):
     #: whether the bi-encoder head needs a classifier on (u, v, |u-v|)
     bi_classes: ClassVar[bool] = False
 
+    # ---- export -------------------------------------------------------------------------
+    def export_hf(self, model: Any) -> Any:
+        """Cross-encoder → ``AutoModelForSequenceClassification`` (``text-classification``
+        pipeline with ``{"text": a, "text_pair": b}`` inputs); needs the head
+        ``head="mlp", hidden=[hidden_size], activation="tanh", pooling="cls"``.
+        Bi-encoder → ``AutoModel`` (``feature-extraction``): the caller pools the token
+        embeddings of each text and takes the cosine similarity."""
+        from tunekit.export import (
+            HFExport,
+            feature_extraction,
+            sequence_classification,
+            sequence_classification_check,
+        )
+
+        what = f"task {self.name!r}"
+        if self.bi_encoder:
+            if self.config.projection:
+                raise ExportError(
+                    f"{what}: the bi-encoder has a projection layer (projection={self.config.projection}), which "
+                    f"transformers' AutoModel cannot hold; train without projection to export"
+                )
+            hf = feature_extraction(model)
+            notes = (
+                f"Bi-encoder: the model gives token embeddings. tunekit's embedding of a text is their "
+                f"{self.config.pooling} pooling over the attention mask, and a pair's similarity the cosine of the "
+                f"two embeddings; do the same with the feature-extraction pipeline's output."
+            )
+            if self.bi_classes:
+                notes += " The softmax classifier on (u, v, |u-v|) has no transformers class and is not exported."
+
+            def check(batch):
+                inputs = model.encoder_inputs(batch)
+                return model.hidden_states(batch), hf(**inputs).last_hidden_state
+
+            return HFExport(model=hf, pipeline="feature-extraction", notes=notes, check=check)
+        labels, problem, scale, shift, options, notes = self.export_labels()
+        hf = sequence_classification(
+            model,
+            labels=labels,
+            problem_type=problem,
+            scale=scale,
+            shift=shift,
+            what=what,
+        )
+        return HFExport(
+            model=hf,
+            pipeline="text-classification",
+            pipeline_options=options,
+            notes=notes,
+            check=sequence_classification_check(model, hf, scale=scale, shift=shift),
+        )
+
+    def export_labels(self) -> tuple[tuple[str, ...], str, float, float, dict[str, Any], str]:
+        """(labels, problem_type, scale, shift, pipeline options, notes) of the exported
+        cross-encoder classifier."""
+        labels = self.require_schema().labels
+        return labels, "single_label_classification", 1.0, 0.0, {}, ""
+
     def similarity_loss_name(self) -> str:
         return "cosine" if self.config.similarity_loss == "auto" else self.config.similarity_loss
 
@@ -448,6 +506,16 @@ class PairSimTask(PairTask):
         if len(set(gold)) == 2:  # ROC-AUC needs both kinds of pairs
             result["roc_auc"] = float(roc_auc_score(gold, ranking))
         return result
+
+    def export_labels(self) -> tuple[tuple[str, ...], str, float, float, dict[str, Any], str]:
+        labels, problem, scale, shift, options, _ = super().export_labels()
+        notes = ""
+        if abs(self.threshold - 0.5) > 1e-12 and not self.bi_encoder:
+            notes = (
+                f"tunekit predicts {self.positive!r} when its probability is >= threshold ({self.threshold}); the "
+                f"pipeline's label is the most probable one (threshold 0.5)."
+            )
+        return labels, problem, scale, shift, options, notes
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "positive": self.positive}
@@ -602,3 +670,11 @@ class StsTask(PairTask):
 
     def metrics(self, predictions: Sequence[Any], records: Sequence[Record]) -> dict[str, float]:
         return regression_metrics([r["label"] for r in records], [p["score"] for p in predictions])
+
+    def export_labels(self) -> tuple[tuple[str, ...], str, float, float, dict[str, Any], str]:
+        lo, hi = self.require_schema().value_range
+        notes = (
+            f"The score is the classifier's output itself (call the pipeline with function_to_apply='none'); "
+            f"tunekit also clips it to score_range [{lo}, {hi}]."
+        )
+        return ("score",), "regression", hi - lo, lo, {"function_to_apply": "none"}, notes

@@ -430,6 +430,40 @@ class TaggingTask(Task):
             )
         return metrics
 
+    # ---- export ---------------------------------------------------------------------------
+    def export_hf(self, model: Any) -> Any:
+        """``AutoModelForTokenClassification`` (``token-classification`` pipeline); needs the
+        ``softmax`` head with no hidden layer. A CRF head is refused: its Viterbi decoding
+        over word-to-word transitions has no transformers equivalent."""
+        from tunekit.errors import ExportError
+        from tunekit.export import HFExport, token_classification, token_classification_check
+
+        what = f"task {self.name!r}"
+        if hasattr(model.head, "crf"):
+            raise ExportError(
+                f"{what}: the CRF head decodes whole sentences (Viterbi over learned tag transitions), which "
+                f"transformers' token classifiers cannot do, so the run has no exact export; train with "
+                f"head='softmax' to export (or save a bundle and predict with tunekit)"
+            )
+        labels = self.require_schema().labels
+        hf = token_classification(model, labels=labels, what=what)
+        notes = (
+            "tunekit tags each word by its first subword (use aggregation_strategy='first', or the first "
+            "sub-token of each word with aggregation_strategy='none')"
+        )
+        if self.kind == "entities":
+            notes += (
+                f" and repairs invalid {self.scheme} sequences (an I- tag after O...), which the pipeline does "
+                f"not; its entity grouping understands IOB2 tags (B-/I-) only"
+            )
+        return HFExport(
+            model=hf,
+            pipeline="token-classification",
+            pipeline_options={"aggregation_strategy": "first"} if self.scheme == "iob2" else {},
+            notes=notes + ".",
+            check=token_classification_check(model, hf),
+        )
+
     # ---- persistence ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {**super().state(), "kind": self.kind, "scheme": self.scheme}
