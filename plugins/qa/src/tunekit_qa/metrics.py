@@ -110,7 +110,7 @@ def cmrc_f1(gold: str, pred: str) -> float:
 
 
 # ---- per question / corpus ------------------------------------------------------------------
-def score_answer(golds: Sequence[str], pred: str, *, chinese: bool) -> tuple[float, float]:
+def score_answer(golds: Sequence[str], pred: str, *, chinese: bool = False) -> tuple[float, float]:
     """(exact, f1) of one prediction: the best over the gold answers (``[""]`` when none)."""
     exact, f1 = (cmrc_exact, cmrc_f1) if chinese else (squad_exact, squad_f1)
     golds = [g for g in golds if (normalize_answer(g) if not chinese else g.strip())] or [""]
