@@ -37,6 +37,14 @@ def _one_of(*choices: str):
     return check
 
 
+def _compile_value(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, (bool, str)) or value == "":
+        raise ConfigError(
+            f"option {attribute.name}={value!r} must be True, False or a torch.compile backend "
+            f"name such as 'inductor'"
+        )
+
+
 def _optional_path(value: Any) -> str | None:
     return None if value is None else os.fspath(value)
 
@@ -110,6 +118,9 @@ class TrainingConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = attrs.field(
         default="auto", validator=_one_of("auto", "fp32", "bf16", "fp16")
     )
+    compile: bool | str = attrs.field(default=False, validator=_compile_value)
+    num_threads: int | None = attrs.field(default=None, validator=_positive)
+    logging_steps: int = attrs.field(default=50, validator=_positive)
     group_by_length: bool = True
     output_dir: str | None = attrs.field(default=None, converter=_optional_path)
     checkpoint_steps: int | None = attrs.field(default=None, validator=_positive)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .hardware import configure_threads
 from .task import Feature, Task
 from .taskmodel import TaskModel
 
@@ -20,7 +21,7 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def compute_outputs(
     model: TaskModel,
     task: Task,
@@ -34,8 +35,12 @@ def compute_outputs(
     """Per-feature outputs of ``task.batch_outputs`` in feature order (and the mean loss).
 
     Features are batched longest first so padding is small; order is restored after.
+    Runs under ``torch.inference_mode()`` (no autograd bookkeeping at all); on CPU the
+    thread count is capped at the CPUs usable here (:func:`tunekit.hardware.configure_threads`).
     """
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        configure_threads()
     model.eval()
     order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
     results: list[dict[str, np.ndarray] | None] = [None] * len(features)
