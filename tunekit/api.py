@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import check_writable_directory
 from .config import TrainingConfig, build_config, split_options
 from .data import split_records
 from .errors import ConfigError
@@ -86,8 +87,8 @@ def finetune(
     strategy_obj = strategy_cls(
         build_config(strategy_cls.Config, strategy_opts, owner=f"strategy {strategy_cls.name!r}")
     )
-    if training.output_dir and Path(training.output_dir).is_file():
-        raise ConfigError(f"output_dir {training.output_dir} is a file; pass a directory path")
+    if training.output_dir:
+        check_writable_directory(training.output_dir)  # before hours of training, not after
     if not task_cls.supervised:
         return task_obj.fit(
             model=model, data=data, eval_data=eval_data, strategy=strategy_obj, training=training

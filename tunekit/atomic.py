@@ -11,11 +11,12 @@ import contextlib
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import TunekitError
+from .errors import ConfigError, TunekitError
 
 
 def _fsync_tree(path: Path) -> None:
@@ -29,6 +30,35 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def check_writable_directory(path: str | os.PathLike, *, option: str = "output_dir") -> None:
+    """Fail early, before any work, unless *path* is a directory this process can write or
+    one it can create; nothing is left behind by the check.
+
+    Raises :class:`~tunekit.errors.ConfigError` naming *option* and the path.
+
+    Example::
+
+        check_writable_directory("out/run1")   # passes: "out" will be created
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{option} {target} is a file; pass a directory path")
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(
+            f"{option} {target} cannot be created: {probe} is a file; pass another directory path"
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tunekit-write-check-", dir=probe))
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {target} is not writable ({exc.strerror or exc} in {probe}); "
+            f"choose a writable directory or fix its permissions"
+        ) from None
 
 
 _RENAME_EXCHANGE = 2

@@ -189,20 +189,26 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts or not name:
             raise BundleError(
-                f"bundle {root}: manifest names an unsafe path {name!r}; refusing to load it"
+                f"bundle {root}: manifest names an unsafe path {name!r}; refusing to load it "
+                f"(a bundle only names files inside itself: use a bundle saved by run.save())"
             )
         file = root / pure
         if not file.is_file():
-            raise BundleError(f"bundle {root} is partial: {name} is missing")
+            raise BundleError(
+                f"bundle {root} is partial: {name} is missing; copy the whole bundle directory "
+                f"or save it again with run.save()"
+            )
         if _sha256(file) != digest:
             raise BundleError(
-                f"bundle {root} was altered: {name} does not match its sha256 in {MANIFEST}"
+                f"bundle {root} was altered: {name} does not match its sha256 in {MANIFEST}; "
+                f"restore the original bundle or save it again with run.save()"
             )
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST}
     extra = sorted(present - set(files))
     if extra:
         raise BundleError(
-            f"bundle {root} has files not in its manifest: {', '.join(extra[:5])}; it was altered"
+            f"bundle {root} has files not in its manifest: {', '.join(extra[:5])}; it was altered: "
+            f"remove them or save the bundle again with run.save()"
         )
     meta = json.loads((root / "tunekit.json").read_text())
     return meta
@@ -253,7 +259,10 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
         task_cls = state.tasks.get(meta["task"]["name"])
         strategy_cls = state.strategies.get(meta["strategy"]["name"])
     except TunekitError as exc:
-        raise BundleError(f"bundle {root} needs a plugin that is not installed: {exc}") from exc
+        raise BundleError(
+            f"bundle {root} needs a plugin that is not installed: {exc} Install the plugin that "
+            f"provides it (`tunekit plugins` lists what is installed)."
+        ) from exc
     task = task_cls(
         build_config(task_cls.Config, meta["task"]["config"], owner=f"task {task_cls.name!r}")
     )

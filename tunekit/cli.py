@@ -174,6 +174,10 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError("--task is required (see `tunekit tasks`)")
     if options.get("data") is None:
         raise ConfigError("--data is required: a CSV/TSV/JSON Lines/JSON/Parquet file")
+    if args.output:
+        from .atomic import check_writable_directory
+
+        check_writable_directory(args.output, option="--output")
     run = finetune(task, **options)
     print(run.history)
     if run.metrics:

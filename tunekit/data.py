@@ -99,10 +99,20 @@ def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
     try:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:  # datasets raises many types for bad content
+        if fmt in ("csv", "tsv") and _data_lines(path) == 0:
+            raise DataError(
+                f"{name} file {path} has a header but no records; add data rows below it"
+            ) from None
         raise DataError(
             f"{name} file {path} could not be read as {fmt}: {type(exc).__name__}: {exc}"
         ) from exc
     return ds.to_list()
+
+
+def _data_lines(path: Path) -> int:
+    """Non-blank lines after the first (the header) of a text table."""
+    with path.open(encoding="utf-8") as fh:
+        return max(sum(1 for line in fh if line.strip()) - 1, 0)
 
 
 def _json_field(path: Path) -> str | None:

@@ -31,7 +31,8 @@ class UnknownNameError(ConfigError, KeyError):
         if close:
             msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
         if known:
-            msg += f" Known {kind}s: {', '.join(known)}."
+            plural = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
+            msg += f" Known {plural}: {', '.join(known)}."
         if hint:
             msg += f" {hint}"
         super().__init__(msg)
