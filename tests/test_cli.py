@@ -74,6 +74,9 @@ def trained_bundle(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "train_loss" in result.stdout and "accuracy" in result.stdout
     assert (root / "plots" / "learning_curve.png").stat().st_size > 1000
+    # the confusion matrix on the same held-out split finetune() evaluated on
+    assert (root / "plots" / "confusion_matrix.png").stat().st_size > 1000
+    assert "confusion matrix:" in result.stdout
     return root, data, out
 
 

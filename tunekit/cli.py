@@ -7,6 +7,7 @@ Commands::
     tunekit evaluate out/sentiment --data test.csv
     tunekit export out/sentiment out/sentiment-hf [--format hf]
     tunekit tasks | strategies | models | plugins
+    tunekit doctor
 
 Every training option of ``finetune()`` is a flag of the same name (``--batch-size 32``),
 and so is every option of the chosen task and strategy (``--text-column review``,
@@ -123,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument(
         "--config", default=None, help="JSON/YAML file of finetune() options (flags override it)"
     )
-    ft.add_argument("--plots", default=None, help="directory to write the learning curve to")
+    ft.add_argument(
+        "--plots",
+        default=None,
+        help="directory to write the learning curve (and, for classification, the confusion matrix "
+        "on the evaluation data) to",
+    )
 
     pr = sub.add_parser("predict", help="predict with a saved bundle")
     pr.add_argument("bundle")
@@ -156,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list registered strategies")
     sub.add_parser("models", help="list model aliases")
     sub.add_parser("plugins", help="list plugins, what they registered, and failures")
+    sub.add_parser(
+        "doctor",
+        help="versions, device, plugins and what they registered; exit 1 if a plugin failed",
+    )
     return parser
 
 
@@ -190,8 +200,33 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
     if args.output:
         print(f"saved bundle: {run.save(args.output)}")
     if args.plots:
-        print(f"learning curve: {run.plot(Path(args.plots) / 'learning_curve.png')}")
+        plots = Path(args.plots)
+        print(f"learning curve: {run.plot(plots / 'learning_curve.png')}")
+        schema = run.task.schema
+        if schema is not None and schema.kind == "single_label" and run.task.supervised:
+            held_out = _evaluation_records(run, options)
+            if held_out:
+                path = run.plot_confusion(plots / "confusion_matrix.png", held_out)
+                print(f"confusion matrix: {path}")
     return 0
+
+
+def _evaluation_records(run: Any, options: dict[str, Any]) -> Any:
+    """What the run was evaluated on: ``--eval-data``, else the same seeded ``eval_split``
+    of ``--data`` that ``finetune()`` held out (``None`` without evaluation)."""
+    if options.get("eval_data") is not None:
+        return options["eval_data"]
+    if run.training.eval_split <= 0:
+        return None
+    from .data import split_records
+
+    records = run.task.read(options["data"], name="data")
+    return split_records(
+        records,
+        fraction=run.training.eval_split,
+        seed=run.training.seed,
+        key=run.task.stratify_key,
+    )[1]
 
 
 def _read_inputs(args: argparse.Namespace) -> list[Any]:
@@ -274,6 +309,14 @@ def _cmd_list(command: str) -> int:
     return 0
 
 
+def _cmd_doctor() -> int:
+    from .doctor import diagnose, format_diagnosis
+
+    diagnosis = diagnose()
+    print(format_diagnosis(diagnosis))
+    return 0 if diagnosis.ok else EXIT_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -288,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_evaluate(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "doctor":
+            return _cmd_doctor()
         return _cmd_list(args.command)
     except TunekitError as exc:
         if args.debug:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import TunekitError
+from .errors import ConfigError, TunekitError
 from .history import History
 
 
@@ -51,6 +52,50 @@ def plot_history(
         ax.bar(names, layer_weights, color="tab:purple")
         ax.set_xlabel("layer")
         ax.set_title("learned layer weights")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_confusion(
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    normalize: str | None = None,
+    title: str | None = None,
+) -> str:
+    """Confusion matrix of *gold* vs *predicted* labels (rows: true label, columns:
+    predicted), in the order of *labels*, with the count (or, with ``normalize="true"`` /
+    ``"pred"`` / ``"all"``, the fraction) in every cell; the title gives the accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+
+    if normalize not in (None, "true", "pred", "all"):
+        raise ConfigError(
+            f"normalize={normalize!r}: use None (counts), 'true' (rows), 'pred' (columns) or 'all'"
+        )
+    if not gold:
+        raise TunekitError("no labelled records: there is no confusion matrix to draw")
+    matrix = confusion_matrix(gold, predicted, labels=list(labels), normalize=normalize)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    ConfusionMatrixDisplay(matrix, display_labels=list(labels)).plot(
+        ax=ax,
+        cmap="Blues",
+        colorbar=True,
+        values_format=".2f" if normalize else "d",
+        xticks_rotation=45 if max(len(str(x)) for x in labels) > 4 else "horizontal",
+    )
+    accuracy = sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+    ax.set_title(title or f"confusion matrix ({len(gold)} records, accuracy {accuracy:.3f})")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

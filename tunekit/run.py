@@ -163,6 +163,43 @@ class Run:
 
         return plot_history(self.history, path, metric=metric, layer_weights=self.layer_weights)
 
+    def confusion(self, data: Any, *, batch_size: int | None = None) -> tuple[list[str], list[str]]:
+        """``(gold, predicted)`` labels of labelled *data* (single-label classification
+        tasks: ``classify``, ``pair-sim``, ``pair-cls``...)."""
+        from .errors import ConfigError
+
+        schema = self.task.schema
+        if schema is None or schema.kind != "single_label":
+            kind = schema.kind if schema is not None else "no label schema"
+            raise ConfigError(
+                f"a confusion matrix needs a single-label classification task; task {self.task.name!r} has "
+                f"{kind!r} labels"
+            )
+        records = self.task.read(data, name="data")
+        if not all("label" in r for r in records):
+            raise ConfigError(
+                f"a confusion matrix needs one label per record; task {self.task.name!r} labels records otherwise "
+                f"(e.g. one tag per word)"
+            )
+        predictions = self._decode(records, with_labels=False, batch_size=batch_size, options={})[0]
+        return [str(r["label"]) for r in records], [str(p["label"]) for p in predictions]
+
+    def plot_confusion(
+        self, path: str | os.PathLike, data: Any, *, normalize: str | None = None
+    ) -> str:
+        """Draw the confusion matrix of the model on labelled *data* (any source
+        ``evaluate()`` takes) to *path*: rows are true labels, columns predicted ones, in the
+        schema's order; ``normalize="true"`` shows each row's fractions (recall per label).
+
+        Example::
+
+            run.plot_confusion("plots/confusion.png", data="dev.csv", normalize="true")
+        """
+        from .plots import plot_confusion
+
+        gold, predicted = self.confusion(data)
+        return plot_confusion(gold, predicted, self.labels, path, normalize=normalize)
+
 
 def _is_single(inputs: Any) -> bool:
     if isinstance(inputs, (str, dict)):
