@@ -1,15 +1,18 @@
 """Plugin registry and hooks with fake plugins; external discovery through the ``tunekit``
-entry point group; unknown names and misspelled options listing close matches."""
+entry point group; unknown names and misspelled options listing close matches; `tunekit doctor`."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import textwrap
 import types
 
 import pytest
+import torch
 
 import tunekit
 from tunekit import plugins
@@ -309,3 +312,74 @@ def test_bad_option_value_is_a_config_error():
         tunekit.finetune(task="classify", data=ROWS, epochs=0)
     with pytest.raises(ConfigError, match="long_text='split'"):
         tunekit.finetune(task="classify", data=ROWS, long_text="split")
+
+
+# ---- tunekit doctor ----------------------------------------------------------------------
+
+
+def doctor(capsys) -> tuple[int, str]:
+    from tunekit import cli
+
+    status = cli.main(["doctor"])
+    return status, capsys.readouterr().out
+
+
+def test_doctor_lists_versions_device_and_builtin_registrations(fake_plugins, capsys):
+    fake_plugins()
+    status, out = doctor(capsys)
+    assert status == 0
+    for name in ("python", "tunekit", "torch", "transformers", "peft", "accelerate"):
+        assert re.search(rf"^{name}\s+\S", out, re.M), name
+    assert re.search(rf"^torch\s+{re.escape(torch.__version__)}$", out, re.M)
+    assert re.search(
+        rf"^transformers\s+{re.escape(importlib.metadata.version('transformers'))}$", out, re.M
+    )
+    assert re.search(r"^device\s+(cpu: \d+ usable CPUs|cuda: \d+ ×|mps)", out, re.M)
+    assert "tunekit.strategies  [builtin]" in out
+    assert re.search(r"^\s+strategies: full, frozen, lora", out, re.M)
+    assert re.search(r"^\s+tasks: classify$", out, re.M)
+    assert re.search(r"^\s+heads: linear, mlp$", out, re.M)
+    assert out.rstrip().endswith("no problem found")
+
+
+def test_doctor_lists_failed_plugins_and_exits_with_one(fake_plugins, capsys, monkeypatch):
+    def broken():
+        raise ImportError("No module named 'missing_dependency'")
+
+    good = plugin_module("good_plugin", tasks=[task_class("echo")], models=[("tiny-x", "/m")])
+    raising = plugin_module("raising_plugin", tasks=[task_class("never")], raises_in="tasks")
+    off = plugin_module("off_plugin", tasks=[task_class("off")])
+    fake_plugins(
+        FakeEntryPoint("broken_plugin", broken, FakeDist("tunekit-broken", "0.2")),
+        ep_for(good, FakeDist("tunekit-good", "1.4")),
+        ep_for(raising, FakeDist("tunekit-raising", "3.0")),
+        ep_for(off),
+    )
+    monkeypatch.setenv(plugins.DISABLE_ENV, "off_plugin")
+    status, out = doctor(capsys)
+    assert status == 1
+    assert (
+        "broken_plugin  [tunekit-broken 0.2]  FAILED: ImportError: No module named 'missing_dependency'"
+        in out
+    )
+    assert re.search(
+        r"raising_plugin  \[tunekit-raising 3.0\]  FAILED: .*boom from raising_plugin", out
+    )
+    assert "good_plugin  [tunekit-good 1.4]" in out
+    assert re.search(r"good_plugin.*\n\s+tasks: echo\n\s+models: tiny-x", out)
+    assert "off_plugin  [?]  disabled (TUNEKIT_DISABLE_PLUGINS)" in out
+    assert out.rstrip().endswith("2 problem(s) found")  # a disabled plugin is not a problem
+    from tunekit.doctor import diagnose
+
+    failures = diagnose().failures
+    assert len(failures) == 2 and any("broken_plugin" in f for f in failures)
+
+
+def test_doctor_reports_a_name_clash_naming_both_plugins(fake_plugins, capsys):
+    one = plugin_module("plugin_one", tasks=[task_class("echo")])
+    two = plugin_module("plugin_two", tasks=[task_class("echo")])
+    fake_plugins(ep_for(one), ep_for(two))
+    status, out = doctor(capsys)
+    assert status == 1
+    assert re.search(r"FAILED: .*'echo'.*'plugin_one'.*'plugin_two'", out)
+    assert "torch" in out  # versions are still reported
