@@ -1,5 +1,5 @@
 """Sessions: tests (core + every plugin), demo, lint; docs, example_plugin, plugin (one per
-directory in plugins/), typecheck, minimums.
+directory in plugins/), typecheck, minimums, bench.
 
 Torch is pinned first (a CPU build here; a bare requirement could pull a multi-GB CUDA
 build), then tunekit and the plugins.
@@ -58,6 +58,71 @@ def docs(session: nox.Session) -> None:
     need not be installed here."""
     session.install("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.25")
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+#: every benchmark script → its invocations (``bench_train.py`` runs once per side) and
+#: the small sizes the ``bench`` session uses by default (``-- --full``: the scripts' own
+#: sizes, those the docs report). A script missing here runs with its own defaults.
+BENCH_RUNS: dict[str, list[list[str]]] = {
+    "bench_train.py": [["--side", "tunekit"], ["--side", "hf"]],
+}
+BENCH_SMALL: dict[str, list[str]] = {
+    "bench_classify.py": ["--train", "200", "--test", "100", "--epochs", "1"],
+    "bench_fill_mask.py": ["--train", "200", "--test", "100", "--epochs", "1"],
+    "bench_pair.py": ["--epochs", "1", "--max-length", "64", "--runs", "cross:full,bi:full"],
+    "bench_qa.py": ["--train", "80", "--test", "40", "--epochs", "1"],
+    "bench_strategies.py": ["--train", "200", "--test", "100", "--epochs", "1"],
+    "bench_tagging.py": ["--train", "200", "--test", "100", "--epochs", "1"],
+    "bench_topics.py": ["--docs", "200", "--reduction", "pca", "--min-topic-size", "5"],
+    "bench_train.py": ["--train", "200", "--test", "100"],
+    "bench_vs_hf.py": ["--train", "200", "--test", "100", "--predict", "200"],
+}
+#: scripts that write files: where the bench session points them (under bench-out/)
+BENCH_OUTPUT = {
+    "bench_tagging.py": "--out",
+    "bench_topics.py": "--out",
+    "bench_strategies.py": "--json",
+}
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every ``benchmarks/bench_*.py`` script, with small sizes (minutes on a laptop CPU);
+    results print as JSON and files go to ``bench-out/``.
+
+    ``nox -s bench -- classify pair`` runs only those scripts; ``nox -s bench -- --full``
+    runs them at the sizes the docs report (hours on CPU)."""
+    install_all(session)
+    args = list(session.posargs)
+    full = "--full" in args
+    wanted = {a.removeprefix("bench_").removesuffix(".py") for a in args if a != "--full"}
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    unknown = wanted - {s.stem.removeprefix("bench_") for s in scripts}
+    if unknown:
+        session.error(f"no benchmark named {', '.join(sorted(unknown))} in benchmarks/")
+    out = ROOT / "bench-out"
+    for script in scripts:
+        if wanted and script.stem.removeprefix("bench_") not in wanted:
+            continue
+        sizes = [] if full else BENCH_SMALL.get(script.name, [])
+        if not full and script.name not in BENCH_SMALL:
+            session.warn(
+                f"{script.name} has no small sizes in noxfile.BENCH_SMALL: its defaults run"
+            )
+        output = []
+        if script.name in BENCH_OUTPUT:
+            suffix = ".json" if BENCH_OUTPUT[script.name] == "--json" else ""
+            suffix = ".jsonl" if script.name == "bench_tagging.py" else suffix
+            output = [BENCH_OUTPUT[script.name], str(out / (script.stem + suffix))]
+        for invocation in BENCH_RUNS.get(script.name, [[]]):
+            session.run(
+                "python",
+                str(script.relative_to(ROOT)),
+                *invocation,
+                *sizes,
+                *output,
+                env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+            )
 
 
 EXAMPLE_PLUGIN = "examples/plugin-ordinal"
