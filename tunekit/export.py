@@ -5,7 +5,8 @@ adapters fold into the encoder's weights), checks that the head reads the encode
 layer, asks the task for a transformers model (:meth:`tunekit.Task.export_hf`), checks that
 model against the tunekit model on a probe batch, and writes it with the tokenizer. A task
 builds its model with the helpers here (:func:`sequence_classification`,
-:func:`token_classification`, :func:`feature_extraction`) or by itself (fill-mask), and
+:func:`token_classification`, :func:`feature_extraction`) or from :func:`encoder_model`
+and its own head mapping (fill-mask), and
 refuses with an :class:`~tunekit.errors.ExportError` when its head has no exact
 equivalent among transformers' classes.
 
@@ -150,9 +151,17 @@ def probe_batch(model: TaskModel, tokenizer: Any) -> dict[str, torch.Tensor]:
 
 
 # ---- helpers tasks build their export with ------------------------------------------------------
-def _new_model(auto_class: Any, model: TaskModel, **config_changes: Any) -> Any:
-    """An ``auto_class`` model for the encoder's config with *config_changes*, holding the
-    (merged) encoder's weights."""
+def encoder_model(auto_class: Any, model: TaskModel, **config_changes: Any) -> Any:
+    """An ``auto_class`` model (``AutoModelForQuestionAnswering``...) for *model*'s encoder
+    config with *config_changes* set, holding the trained encoder's weights; its head is
+    new, for the task to fill in. Refuses (``ExportError``) when transformers has no such
+    class for the model type or the encoder's weights do not fit its base model.
+
+    Example::
+
+        hf = encoder_model(AutoModelForQuestionAnswering, model, num_labels=2)
+        hf.qa_outputs.load_state_dict(model.head.qa_outputs.state_dict())
+    """
     from transformers.utils import logging as hf_logging
 
     encoder = model.encoder
@@ -258,7 +267,7 @@ def sequence_classification(
             f"{hidden_size} → {hidden_size} → tanh → labels, so there is no exact export; {layout_hint}"
         )
     id2label = {i: str(label) for i, label in enumerate(labels)}
-    hf = _new_model(
+    hf = encoder_model(
         AutoModelForSequenceClassification,
         model,
         num_labels=len(labels),
@@ -314,7 +323,7 @@ def token_classification(
             f"(dropout → linear), so there is no exact export. Train with hidden=[] to export"
         )
     id2label = {i: str(label) for i, label in enumerate(labels)}
-    hf = _new_model(
+    hf = encoder_model(
         AutoModelForTokenClassification,
         model,
         num_labels=len(labels),
@@ -344,7 +353,7 @@ def feature_extraction(model: TaskModel) -> Any:
     """``AutoModel``: the (merged) encoder alone, for the ``feature-extraction`` pipeline."""
     from transformers import AutoModel
 
-    return _new_model(AutoModel, model)
+    return encoder_model(AutoModel, model)
 
 
 # ---- ONNX through optimum ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from tunekit.errors import ExportError
-from tunekit.export import HFExport, _new_model
+from tunekit.export import HFExport, encoder_model
 
 from .head import TiedDecoder, _head_child
 
@@ -26,7 +26,7 @@ def masked_lm_export(model: Any) -> HFExport:
         raise ExportError(
             f"fill-mask: the head {type(model.head).__name__} is not a masked-LM head; nothing to export"
         )
-    hf = _new_model(AutoModelForMaskedLM, model)
+    hf = encoder_model(AutoModelForMaskedLM, model)
     lm_name, target = _head_child(hf, hf.config.model_type)
     tied = any(isinstance(m, TiedDecoder) for m in lm.modules())
     missing, unexpected = target.load_state_dict(lm.state_dict(), strict=False)
