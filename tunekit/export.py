@@ -363,7 +363,8 @@ def _export_onnx(run: Run, path: Path) -> str:
     except ImportError:
         raise ExportError(
             "format='onnx' exports through 🤗 optimum, which is not installed: pip install 'optimum[onnx]' "
-            "(or export format='hf' and convert that directory with optimum-cli export onnx)"
+            "(optimum 2.1 requires transformers<5), or export format='hf' and convert that directory with "
+            "`optimum-cli export onnx --model DIR OUT` in an environment that has optimum"
         ) from None
     import tempfile
 
