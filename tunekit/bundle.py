@@ -185,6 +185,12 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
             f"bundle {root} has format version {manifest['format_version']}, newer than this tunekit "
             f"({__version__}, format {FORMAT_VERSION}) reads; upgrade tunekit"
         )
+    links = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink())
+    if links:  # a link could make the checks (and the loader) read a file outside the bundle
+        raise BundleError(
+            f"bundle {root} contains symbolic links ({', '.join(links[:5])}); a bundle holds plain "
+            f"files only: copy it with the links resolved (cp -rL) or save it again with run.save()"
+        )
     for name, digest in files.items():
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts or not name:
