@@ -148,12 +148,16 @@ def test_onnx_without_optimum_says_what_to_install(tiny, tmp_path, monkeypatch):
         run.export(tmp_path / "onnx", format="onnx")
 
 
-def test_a_task_without_export_hf_refuses():
+def test_a_task_without_export_hf_refuses(tmp_path):
     class Plain(tunekit.Task):
         name = "plain"
 
+    run = tunekit.Run(
+        task=Plain(), strategy=None, model=None, tokenizer=None, training=None, backbone={}
+    )
     with pytest.raises(ExportError, match="task 'plain' cannot be exported.*Task.export_hf"):
-        Plain().export_hf(None)
+        run.export(tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
 
 
 def test_cli_exports_a_bundle(tiny, tmp_path, capsys):

@@ -98,6 +98,10 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
 
 def hf_export(run: Run) -> HFExport:
     """The task's transformers model for *run* (adapters merged), verified on a probe batch."""
+    from .task import Task
+
+    if type(run.task).export_hf is Task.export_hf:  # refuse before touching the model
+        run.task.export_hf(run.model)
     try:
         model = run.strategy.merged_model(run.model)
     except ConfigError as exc:
