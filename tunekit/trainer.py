@@ -463,7 +463,7 @@ class Trainer:
                                 "train/loss": loss.detach().float().item(),
                                 "train/learning_rate": scheduler.get_last_lr()[0],
                             },
-                            state["global_step"],
+                            int(state["global_step"]),
                         )
                     bar.update(1)
                     step = state["global_step"]
@@ -588,7 +588,7 @@ class Trainer:
                     )
         row["seconds"] = round(seconds, 3)
         self.history.append(row)
-        self._log(tracker_scalars(row), state["global_step"])
+        self._log(tracker_scalars(row), int(state["global_step"]))
         return best_state
 
     # ---- frozen-encoder feature cache ---------------------------------------------------
