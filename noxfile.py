@@ -1,5 +1,6 @@
-"""Sessions: tests (core + every plugin), demo, lint; docs, example_plugin, plugin (one per
-directory in plugins/), typecheck, minimums, bench.
+"""Sessions: tests (core + every plugin), reliability (the slow kill/resume matrix), demo,
+lint; docs, example_plugin, plugin (one per directory in plugins/), typecheck, minimums,
+bench.
 
 Torch is pinned first (a CPU build here; a bare requirement could pull a multi-GB CUDA
 build), then tunekit and the plugins.
@@ -32,6 +33,23 @@ def tests(session: nox.Session) -> None:
     test_dirs = ["tests", *(f"{p}/tests" for p in PLUGINS if Path(p, "tests").is_dir())]
     session.run(
         "pytest", *test_dirs, *args, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    )
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The crash-safety matrix (``slow``): training processes SIGKILLed at random steps, and
+    while writing a checkpoint, resumed in fresh processes and compared bitwise with
+    uninterrupted runs, for every strategy and plugin tasks (tests/test_reliability_kill.py)."""
+    install_all(session, "test")
+    session.run(
+        "pytest",
+        "tests/test_reliability_kill.py",
+        "-m",
+        "slow",
+        "-v",
+        *session.posargs,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
     )
 
 

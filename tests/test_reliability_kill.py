@@ -53,7 +53,8 @@ CHILD = textwrap.dedent(
 
     def reached(what):
         # tell the parent where we are, then stall so its SIGKILL lands here or a bit later
-        Path(marker).write_text(what)
+        Path(marker + ".tmp").write_text(what)
+        os.replace(marker + ".tmp", marker)
         time.sleep(float(os.environ.get("STALL", "0.25")))
 
 
