@@ -108,7 +108,12 @@ def main() -> None:
         print("RESULT " + json.dumps(child(args.child, args)))
         return
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-    names = [n for n in RUNS if not wanted or n in wanted or RUNS[n][0] in wanted]
+    # a run's own name first: "full" is the run "full", not every run of strategy full
+    names = [
+        n
+        for n in RUNS
+        if not wanted or n in wanted or (RUNS[n][0] in wanted and RUNS[n][0] not in RUNS)
+    ]
     results = []
     for name in names:
         cmd = [

@@ -1,0 +1,159 @@
+"""Shared by the benchmarks: the machine and library versions a result was measured with,
+the peak memory of this process, a child-process runner (one process per measured side,
+so each side's peak RSS is its own), and the data and FLOP counts the benchmarks share."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = "RESULT "
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_info() -> dict:
+    import torch
+
+    from tunekit.hardware import native_bf16, usable_cpus
+
+    flags = cpu_flags()
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        mem_gb = None
+    versions = {}
+    for name in ("tunekit", "torch", "transformers", "accelerate", "peft", "tokenizers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "simd": sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2"))),
+        "native_bf16": native_bf16(),
+        "memory_gb": mem_gb,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "env": {
+            k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
+        },
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
+
+
+def emit(result: dict) -> None:
+    """A child's result line, read by :func:`run_child`."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_child(script: str, *args: str, timeout: float | None = None) -> dict:
+    """Run ``python benchmarks/<script> *args`` in a fresh process; its result dict."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    line = next((x for x in reversed(out.stdout.splitlines()) if x.startswith(RESULT)), None)
+    if out.returncode or line is None:
+        raise RuntimeError(
+            f"{' '.join(cmd[1:])} failed (exit {out.returncode}):\n{out.stderr[-4000:]}"
+        )
+    return json.loads(line[len(RESULT) :])
+
+
+# ---- shared data and FLOP counts ----------------------------------------------------------
+
+
+def rt_split(train: int, test: int) -> tuple[list[dict], list[dict]]:
+    """The fixed seeded Rotten-Tomatoes split of the foundation benchmark, text + label."""
+    from tunekit.corpora import rotten_tomatoes_split
+
+    a, b = rotten_tomatoes_split(train_size=train, test_size=test)
+    strip = lambda rows: [{"text": r["text"], "label": r["label"]} for r in rows]  # noqa: E731
+    return strip(a), strip(b)
+
+
+def mixed_texts(n: int, seed: int = 0) -> list[str]:
+    """*n* texts of mixed length: 1 to 5 Rotten-Tomatoes snippets joined (≈5 to 200
+    tokens before truncation, half of them a single snippet), seeded."""
+    import random
+
+    from tunekit.corpora import rotten_tomatoes
+
+    snippets = [r["text"] for r in rotten_tomatoes()]
+    rng = random.Random(seed)
+    return [" ".join(rng.sample(snippets, rng.choice((1, 1, 1, 1, 2, 2, 3, 5)))) for _ in range(n)]
+
+
+def token_lengths(texts: list[str], max_length: int) -> list[int]:
+    """Tokens per text (special tokens included, truncated at *max_length*)."""
+    from transformers import AutoTokenizer
+
+    from tunekit.models import embedded_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(embedded_model_path()))
+    return [len(ids) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
+
+
+def minilm_shape() -> dict:
+    """Parameter counts of the embedded MiniLM: all, and without the embedding tables
+    (lookups, not matrix multiplications), plus layers and width for the attention term."""
+    from transformers import AutoConfig, AutoModel
+
+    from tunekit.models import embedded_model_path
+
+    path = str(embedded_model_path())
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = sum(p.numel() for p in model.embeddings.parameters())
+    return {
+        "params": total,
+        "matmul_params": total - embeddings,
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+    }
+
+
+def model_flops(lengths: list[int], shape: dict, *, training: bool) -> float:
+    """Model FLOPs over sequences of these token *lengths* (no padding counted):
+    2·params·tokens forward plus attention's QKᵀ and AV (4·layers·hidden·L² per sequence);
+    training is 3× the forward (backward ≈ 2× forward), i.e. the usual 6·params·tokens."""
+    tokens = sum(lengths)
+    attention = 4 * shape["layers"] * shape["hidden"] * sum(n * n for n in lengths)
+    forward = 2 * shape["matmul_params"] * tokens + attention
+    return float(3 * forward if training else forward)
