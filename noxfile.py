@@ -93,8 +93,13 @@ BENCH_SMALL: dict[str, list[str]] = {
     "bench_tagging.py": ["--train", "200", "--test", "100", "--epochs", "1"],
     "bench_topics.py": ["--docs", "200", "--reduction", "pca", "--min-topic-size", "5"],
     "bench_train.py": ["--train", "200", "--test", "100"],
-    "bench_vs_hf.py": ["--train", "200", "--test", "100", "--predict", "200"],
+    "bench_inference.py": ["--texts", "200"],
+    "bench_scaling.py": ["--lengths", "64,128", "--batches", "8,16", "--seconds", "0.3"],
+    "bench_ceiling.py": ["--seconds", "0.3"],
 }
+#: parts of ``benchmarks/run_all.py`` (the performance suite behind docs/benchmarks.md):
+#: run through it, and on their own only when named
+RUN_ALL_PARTS = {"bench_ceiling.py", "bench_inference.py", "bench_scaling.py", "bench_train.py"}
 #: scripts that write files: where the bench session points them (under bench-out/)
 BENCH_OUTPUT = {
     "bench_tagging.py": "--out",
@@ -109,18 +114,24 @@ def bench(session: nox.Session) -> None:
     results print as JSON and files go to ``bench-out/``.
 
     ``nox -s bench -- classify pair`` runs only those scripts; ``nox -s bench -- --full``
-    runs them at the sizes the docs report (hours on CPU)."""
+    runs them at the sizes the docs report (hours on CPU).
+
+    The performance suite ``benchmarks/run_all.py`` (``-- run_all`` alone) runs last: with
+    small sizes it writes ``bench-out/benchmarks.md``; with ``--full`` it rewrites
+    ``docs/benchmarks.md`` (about 10 minutes on 2 idle cores)."""
     install_all(session)
     args = list(session.posargs)
     full = "--full" in args
     wanted = {a.removeprefix("bench_").removesuffix(".py") for a in args if a != "--full"}
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
-    unknown = wanted - {s.stem.removeprefix("bench_") for s in scripts}
+    unknown = wanted - {s.stem.removeprefix("bench_") for s in scripts} - {"run_all"}
     if unknown:
         session.error(f"no benchmark named {', '.join(sorted(unknown))} in benchmarks/")
     out = ROOT / "bench-out"
     for script in scripts:
         if wanted and script.stem.removeprefix("bench_") not in wanted:
+            continue
+        if not wanted and script.name in RUN_ALL_PARTS:
             continue
         sizes = [] if full else BENCH_SMALL.get(script.name, [])
         if not full and script.name not in BENCH_SMALL:
@@ -141,6 +152,19 @@ def bench(session: nox.Session) -> None:
                 *output,
                 env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
             )
+    if not wanted or "run_all" in wanted:
+        out.mkdir(exist_ok=True)
+        where = (
+            ["--out", "docs/benchmarks.md"]
+            if full
+            else ["--quick", "--out", str(out / "benchmarks.md")]
+        )
+        session.run(
+            "python",
+            "benchmarks/run_all.py",
+            *where,
+            env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )
 
 
 EXAMPLE_PLUGIN = "examples/plugin-ordinal"
