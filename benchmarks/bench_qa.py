@@ -22,7 +22,7 @@ features the way ``run_qa.py``'s ``prepare_validation_features`` builds them (of
 non-context tokens set to ``None``). Both decoders read the same start/end logits; the
 benchmark counts how many answers agree (text and, for tunekit, character offsets).
 
-    python benchmarks/bench_qa.py [--train 400 --test 200 --epochs 4 --max-length 64]
+    python benchmarks/bench_qa.py [--train 800 --test 200 --epochs 4 --max-length 64 --settings v1,v2]
 """
 
 from __future__ import annotations
@@ -239,11 +239,11 @@ def bench(setting: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--train", type=int, default=400)
+    parser.add_argument("--train", type=int, default=800)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--doc-stride", type=int, default=16)
     parser.add_argument("--people", type=int, default=2)
