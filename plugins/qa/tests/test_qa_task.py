@@ -69,7 +69,7 @@ def test_tune_threshold_needs_allow_unanswerable(tmp_path):
     assert train[0]["context"][one["start"] : one["end"]] == one["answer"] and one["answer"]
     pair = run.predict([(train[0]["question"], train[0]["context"])])
     assert pair == [one]
-    top = run.predict(train[0]["question"] and (train[0]["question"], train[0]["context"]), top_k=3)
+    top = run.predict((train[0]["question"], train[0]["context"]), top_k=3)
     assert len(top) == 3 and top[0] == one
 
 
