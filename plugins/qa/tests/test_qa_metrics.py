@@ -50,11 +50,17 @@ def test_null_threshold_search_maximises_the_score():
     # diffs are null score - best span score; above the threshold → predict "no answer".
     # Two answerable questions (right spans, diffs -3 and 1) and two unanswerable ones
     # (diffs 0.5 and 4). t=-3 scores 1+0+1+1, t=1 scores 1+1+0+1 (both 3/4); "always
-    # null" and "always answer" score 2/4. The first best threshold is kept.
+    # null" and "always answer" score 2/4. The first best interval is kept, and the
+    # threshold is its middle: between -3 and the next diff, 0.5.
     diffs = [-3.0, 1.0, 0.5, 4.0]
     answerable = [True, True, False, False]
     threshold, score = best_null_threshold(diffs, answerable, [1.0, 1.0, 0.0, 0.0])
-    assert threshold == -3.0 and score == pytest.approx(0.75)
+    assert threshold == pytest.approx(-1.25) and score == pytest.approx(0.75)
+    # perfectly separated: answerable diffs -9, -6; unanswerable 2, 5 → threshold -2
+    threshold, score = best_null_threshold(
+        [-9.0, 2.0, -6.0, 5.0], [True, False, True, False], [1.0, 0, 1.0, 0]
+    )
+    assert threshold == pytest.approx(-2.0) and score == 1.0
     # a wrong span is not worth answering: below every diff
     threshold, score = best_null_threshold([-1.0, 2.0], [True, False], [0.0, 0.0])
     assert threshold < -1.0 and score == pytest.approx(0.5)

@@ -126,18 +126,23 @@ def best_null_threshold(
     best span's score) is above the threshold. An answerable question then scores 0, an
     unanswerable one 1; below it, the answerable question scores *span_scores* (its best
     span's exact/F1) and the unanswerable one 0. Same search as ``find_best_thresh`` in the
-    official SQuAD v2.0 script (thresholds at the observed diffs, plus "never null").
+    official SQuAD v2.0 script (every split point of the sorted diffs, plus "always
+    null"), except that the threshold returned is the middle between the last answered
+    diff and the next one rather than the last answered diff itself.
     """
     n = len(diffs)
     if n == 0:
         return 0.0, 0.0
     # start with every question null (threshold below every diff)
     total = float(sum(not a for a in answerable))
-    best_total, best_threshold = total, min(diffs) - 1.0
+    best_total, best_threshold = total, float(min(diffs)) - 1.0
     order = sorted(range(n), key=lambda i: diffs[i])
     for k, i in enumerate(order):
         total += span_scores[i] if answerable[i] else -1.0
         tied = k + 1 < n and diffs[order[k + 1]] == diffs[i]  # answer the whole tie or none
         if not tied and total > best_total:
-            best_total, best_threshold = total, float(diffs[i])
+            # the middle of the interval of equally good thresholds (up to the next diff),
+            # not its edge: a margin on both sides for questions not seen here
+            following = diffs[order[k + 1]] if k + 1 < n else diffs[i] + 2.0
+            best_total, best_threshold = total, (float(diffs[i]) + float(following)) / 2
     return best_threshold, best_total / n
