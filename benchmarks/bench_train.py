@@ -47,7 +47,7 @@ def tunekit_side(args) -> dict:
         weight_decay=0.01,
         seed=42,
         precision=args.precision,
-        compile=args.compile or False,
+        compile={"true": True, "false": False}.get(str(args.compile).lower(), args.compile),
         progress=False,
         **POOLER_HEAD,
     )
@@ -154,7 +154,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--compile", default=None, help="tunekit side: compile= option")
+    parser.add_argument(
+        "--compile", default="false", help="tunekit side: compile= (true, false or a backend)"
+    )
     parser.add_argument("--save", default=None, help="tunekit side: save the bundle here")
     args = parser.parse_args()
     result = tunekit_side(args) if args.side == "tunekit" else hf_side(args)

@@ -18,7 +18,8 @@ from machine import emit, mixed_texts, rt_split
 def top_ops(prof, n: int) -> list[dict]:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1
-    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:n]
+    ops = [e for e in events if not e.key.startswith("ProfilerStep")]  # the profiler's own marks
+    rows = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:n]
     return [
         {
             "op": e.key,

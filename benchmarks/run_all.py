@@ -175,9 +175,15 @@ def report(
         f"- environment: {', '.join(f'{k}={v}' for k, v in info['env'].items()) or 'no thread variables set'}",
         f"- model: embedded all-MiniLM-L6-v2, {shape.get('params', 0) / 1e6:.1f} M parameters "
         f"({shape.get('matmul_params', 0) / 1e6:.1f} M outside the embedding tables, used for FLOPs)",
-        f"- wall time of this run: {sum(seconds.values()):.0f} s ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        + ")",
+        *(
+            [
+                f"- wall time of this run: {sum(seconds.values()):.0f} s ("
+                + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+                + ")"
+            ]
+            if seconds
+            else []
+        ),
         "",
     ]
     checks: list[tuple[str, str, str, bool | None]] = []
@@ -414,7 +420,19 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--note", default="", help="a remark for the page header")
+    parser.add_argument(
+        "--from-json", default=None, help="render the page from a --json file of an earlier run"
+    )
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        text = report(
+            saved, saved["machine"], saved.get("command", "python benchmarks/run_all.py"),
+            saved.get("quick", False), saved.get("seconds", {}), args.note or saved.get("note", ""),
+        )  # fmt: skip
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return
     wanted = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
@@ -457,6 +475,7 @@ def main() -> None:
             continue
         shown.append(shlex.quote(arg))
     command = " ".join(["python benchmarks/run_all.py", *shown])
+    results.update(command=command, quick=args.quick, seconds=seconds, note=args.note)
     text = report(results, info, command, args.quick, seconds, args.note)
     Path(args.out).write_text(text + "\n", encoding="utf-8")
     if args.json:

@@ -622,6 +622,8 @@ class Trainer:
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         try:
+            # torch's default shape handling: the first shape compiles static, a second one
+            # recompiles with dynamic lengths, which then serves every later batch
             module.forward = torch.compile(eager_forward, backend=backend)
             loss = self.task.loss(self._forward(model, dict(batch), features, index), batch)
             loss.backward()
