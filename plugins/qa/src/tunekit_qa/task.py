@@ -153,9 +153,8 @@ class QATask(Task):
             raise ConfigError(
                 "qa puts the question first and truncates the context; it needs a tokenizer that pads on the right"
             )
-        questions = [
-            r["question"].lstrip() for r in records
-        ]  # as run_qa: leading spaces waste room
+        # as run_qa: leading spaces of a question waste room (some tokenizers keep them)
+        questions = [r["question"].lstrip() for r in records]
         specials = tokenizer.num_special_tokens_to_add(pair=True)
         lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
         groups: dict[int, list[int]] = {}
