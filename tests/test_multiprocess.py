@@ -59,3 +59,30 @@ def test_torchrun_two_cpu_processes(tmp_path):
     single = loaded.evaluate(data[::3])
     for key, value in results[0]["metrics"].items():
         assert single[key] == pytest.approx(value, abs=1e-5), key
+
+
+@pytest.mark.timeout(600)
+def test_torchrun_cli_with_an_evaluation_set_smaller_than_one_batch(tmp_path):
+    """``torchrun -m tunekit finetune`` (the documented command) where the held-out set is a
+    single batch, so one process has no evaluation batch at all: evaluation must not run
+    a collective per batch (it hung when it went through the DDP wrapper)."""
+    from tunekit.testing import make_tiny_model
+
+    texts = [f"good film {i}" for i in range(30)] + [f"bad film {i}" for i in range(30)]
+    tiny = make_tiny_model(tmp_path / "tiny", texts)
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{t.split()[0]}\n" for t in texts))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tunekit",
+         "finetune", "--task", "classify", "--data", str(data), "--model", tiny,
+         "--output", str(tmp_path / "bundle"), "--epochs", "2", "--batch-size", "4",
+         "--max-length", "16", "--no-progress"],
+        capture_output=True, text=True, timeout=540,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [line for line in proc.stdout.splitlines() if line.startswith("metrics: ")]
+    assert len(metrics) == 2 and metrics[0] == metrics[1]  # one line per process, equal
+    loaded = tunekit.load(tmp_path / "bundle")
+    assert loaded.history.info["processes"] == 2
+    assert len(loaded.history) == 2

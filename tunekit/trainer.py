@@ -678,9 +678,12 @@ class Trainer:
         rows: list[tuple[int, dict[str, np.ndarray]]] = []
         loss_total, loss_n = 0.0, 0
         has_labels = bool(features) and "labels" in features[0]
+        # Not through the DDP wrapper: its forward syncs buffers, a collective, and with
+        # uneven shards one process would wait forever for the other. No gradients here.
+        inner = acc.unwrap_model(model)
         for batch in loader:
             index = batch.pop("_index")
-            outputs = self._forward(model, batch, features, index)
+            outputs = self._forward(inner, batch, features, index)
             if has_labels:
                 loss = self.task.loss(outputs, batch)
                 loss_total += float(loss) * len(index)
