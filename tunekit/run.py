@@ -13,6 +13,9 @@ from .strategy import Strategy
 from .task import Task
 from .taskmodel import TaskModel
 
+#: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()``
+RECORDS_PER_CHUNK = 2048
+
 
 class Run:
     """A trained task model: ``history``, ``metrics``, ``predict()``, ``evaluate()``,
@@ -82,19 +85,30 @@ class Run:
     def _decode(
         self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]
     ):
-        features = self.task.encode(
-            records, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels
-        )
-        outputs, loss = compute_outputs(
-            self.model,
-            self.task,
-            self.tokenizer,
-            features,
-            batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
-            precision=self.precision,
-            with_loss=with_labels,
-        )
-        return self.task.decode(outputs, features, records, **options), loss
+        # Records go through encode → model → decode a chunk at a time, so the features and
+        # the kept outputs of only one chunk are in memory, however large the data.
+        predictions: list[Any] = []
+        loss_total, loss_n = 0.0, 0
+        for start in range(0, len(records), RECORDS_PER_CHUNK):
+            chunk = records[start : start + RECORDS_PER_CHUNK]
+            features = self.task.encode(
+                chunk, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels
+            )
+            outputs, loss = compute_outputs(
+                self.model,
+                self.task,
+                self.tokenizer,
+                features,
+                batch_size=batch_size
+                or self.training.eval_batch_size
+                or 2 * self.training.batch_size,
+                precision=self.precision,
+                with_loss=with_labels,
+            )
+            predictions += self.task.decode(outputs, features, chunk, **options)
+            if loss is not None:
+                loss_total, loss_n = loss_total + loss * len(features), loss_n + len(features)
+        return predictions, (loss_total / loss_n if loss_n else None)
 
     def evaluate(self, data: Any, *, batch_size: int | None = None) -> dict[str, float]:
         """Metrics (and ``eval_loss``) of the model on labelled *data* (any accepted source)."""
