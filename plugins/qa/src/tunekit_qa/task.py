@@ -309,6 +309,83 @@ class QATask(Task):
             "best_exact_null_threshold": exact_threshold,
         }
 
+    # ---- export ---------------------------------------------------------------------------
+    def export_hf(self, model: Any) -> Any:
+        """``AutoModelForQuestionAnswering`` (``question-answering``): the span head's
+        ``qa_outputs`` (``hidden → 2``, start then end) is transformers' ``qa_outputs``
+        weight for weight. transformers' model does not mask padding (the span head puts
+        :data:`~tunekit_qa.heads.PADDING_LOGIT` there); post-processing never reads those
+        positions, so the check compares the logits of the real tokens."""
+        from transformers import AutoModelForQuestionAnswering
+
+        from tunekit.errors import ExportError
+        from tunekit.export import HFExport, encoder_model
+
+        from .heads import SpanHead
+
+        what = f"task {self.name!r}"
+        head = model.head
+        if type(head) is not SpanHead or not isinstance(head.qa_outputs, torch.nn.Linear):
+            raise ExportError(
+                f"{what}: the head is {type(head).__name__}, not the span head (dropout → linear hidden → 2) that "
+                f"transformers' *ForQuestionAnswering models compute, so there is no exact export; train with the "
+                f"qa task's own head"
+            )
+        linear = head.qa_outputs
+        hf = encoder_model(AutoModelForQuestionAnswering, model, num_labels=2)
+        target = getattr(hf, "qa_outputs", None)
+        if (
+            not isinstance(target, torch.nn.Linear)
+            or target.weight.shape != linear.weight.shape
+            or target.bias is None
+            or linear.bias is None
+        ):
+            raise ExportError(
+                f"{what}: {type(hf).__name__} (model type {hf.config.model_type!r}) has no linear qa_outputs "
+                f"{linear.in_features} → 2 tunekit can map the span head onto; export supports models whose "
+                f"question-answering head is one linear layer (BERT, RoBERTa, ERNIE, MiniLM...)"
+            )
+        with torch.no_grad():  # row 0 is the start logit, row 1 the end logit, in both
+            target.weight.copy_(linear.weight)
+            target.bias.copy_(linear.bias)
+
+        def check(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            keep = batch["attention_mask"].bool()
+            ours = model(batch)
+            theirs = hf(**model.encoder_inputs(batch))
+            return (
+                torch.stack([ours["start_logits"][keep], ours["end_logits"][keep]]).float(),
+                torch.stack([theirs.start_logits[keep], theirs.end_logits[keep]]).float(),
+            )
+
+        notes = (
+            f"tunekit decodes every span of at most max_answer_length={self.config.max_answer_length} tokens in each "
+            f"doc_stride window (doc_stride={self.config.doc_stride}, at most half the room the question leaves) and "
+            f"ranks the spans of all windows by start + end logit; transformers 4's question-answering pipeline "
+            f"(pass max_seq_len, doc_stride and max_answer_len) ranks them by per-window probabilities, which can "
+            f"pick another window's span on contexts longer than one window, and its score is not tunekit's "
+            f"(softmax over the n-best list). transformers 5 removed that pipeline: load the model with "
+            f"AutoModelForQuestionAnswering and post-process its start/end logits (run_qa's "
+            f"postprocess_qa_predictions)"
+        )
+        if self.config.allow_unanswerable:
+            notes += (
+                f"; unanswerable questions: tunekit answers '' when the null score beats the best span by more than "
+                f"null_threshold={self.null_threshold:g} (run_qa: null_score_diff_threshold; the pipeline: "
+                f"handle_impossible_answer=True compares probabilities instead)"
+            )
+        return HFExport(
+            model=hf,
+            pipeline="question-answering",
+            pipeline_options={
+                "doc_stride": self.config.doc_stride,
+                "max_answer_len": self.config.max_answer_length,
+                **({"handle_impossible_answer": True} if self.config.allow_unanswerable else {}),
+            },
+            notes=notes + ".",
+            check=check,
+        )
+
     # ---- persistence ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {**super().state(), "null_threshold": self.null_threshold}
