@@ -165,7 +165,7 @@ def report(
         f"- command: `{command}`"
         + (" (**quick sizes**: a sanity check, not the reference figures)" if quick else ""),
         *([f"- note: {note}"] if note else []),
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {results.get('date') or datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {info['cpu']}, {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable), "
         f"torch threads {info['torch_threads']}, {info['memory_gb']} GB RAM, native bf16: "
         f"{'yes' if info['native_bf16'] else 'no'}, GPU: {info['gpu'] or 'none'}",
@@ -475,7 +475,13 @@ def main() -> None:
             continue
         shown.append(shlex.quote(arg))
     command = " ".join(["python benchmarks/run_all.py", *shown])
-    results.update(command=command, quick=args.quick, seconds=seconds, note=args.note)
+    results.update(
+        command=command,
+        quick=args.quick,
+        seconds=seconds,
+        note=args.note,
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
     text = report(results, info, command, args.quick, seconds, args.note)
     Path(args.out).write_text(text + "\n", encoding="utf-8")
     if args.json:
