@@ -41,6 +41,10 @@ RUNS: dict[str, tuple[str, dict]] = {
         },
     ),
     "lora r=8": ("lora", {"learning_rate": 1e-3, "r": 8}),
+    "lora r=8 (checkpointing)": (
+        "lora",
+        {"learning_rate": 1e-3, "r": 8, "gradient_checkpointing": True},
+    ),
     "peft ia3": ("peft", {"learning_rate": 5e-3, "method": "ia3"}),
     "layer-mix (cached)": ("layer-mix", {"learning_rate": 2e-3, "cache_features": True}),
     "top-k k=2": ("top-k", {"learning_rate": 1e-4, "k": 2}),

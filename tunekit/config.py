@@ -121,6 +121,7 @@ class TrainingConfig:
     compile: bool | str = attrs.field(default=False, validator=_compile_value)
     num_threads: int | None = attrs.field(default=None, validator=_positive)
     logging_steps: int = attrs.field(default=50, validator=_positive)
+    gradient_checkpointing: bool = False
     group_by_length: bool = True
     output_dir: str | None = attrs.field(default=None, converter=_optional_path)
     checkpoint_steps: int | None = attrs.field(default=None, validator=_positive)

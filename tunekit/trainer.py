@@ -351,6 +351,8 @@ class Trainer:
             num_warmup_steps=int(cfg.warmup_ratio * total_updates),
             num_training_steps=total_updates,
         )
+        if cfg.gradient_checkpointing:
+            _enable_gradient_checkpointing(self.model)
         model, optimizer = acc.prepare(self.model, optimizer)
         self.strategy.on_train_begin(acc.unwrap_model(model), total_steps=total_updates)
         self._setup_feature_cache()
@@ -850,6 +852,25 @@ class _RunningLoss:
 
     def value(self) -> float:
         return float(self.total)
+
+
+def _enable_gradient_checkpointing(model: TaskModel) -> None:
+    """Recompute each encoder layer's activations in the backward pass instead of keeping
+    them (``gradient_checkpointing=True``): activation memory falls to about one layer's,
+    for about one more forward pass of compute. Non-reentrant checkpointing restores the
+    random state, so dropout draws, and thus the result, match a run without it."""
+    encoder = model.encoder
+    base = getattr(encoder, "get_base_model", lambda: encoder)()
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"gradient_checkpointing=True: the encoder {type(base).__name__} does not support "
+            f"gradient checkpointing; drop the option or use another model"
+        )
+    options = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5 names it so
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
 def _check_each_step(device: torch.device, on_nan: str) -> bool:
