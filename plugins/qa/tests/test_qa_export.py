@@ -4,8 +4,9 @@ decoding of its logits over the windows the exported tokenizer builds gives the 
 ``run.predict`` gives (text, start, end), including contexts that need several windows.
 
 transformers 5 has no ``question-answering`` pipeline; on transformers 4 the pipeline
-itself is compared too (single-window contexts: it ranks spans across windows by
-per-window probabilities, tunekit by logits, see docs/qa.md)."""
+itself is compared too, on single-window contexts with no repeated word (it ranks spans by
+per-window probabilities and adds up those of equal answer texts; see docs/qa.md,
+"Export to transformers")."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def data():
 def exported(tmp_path_factory, data):
     train, test = data
     texts = [i["context"] + " " + i["question"] for i in train + test]
+    texts += [c + " " + q for q, c in UNIQUE_WORDS]
     model = make_tiny_model(tmp_path_factory.mktemp("qa") / "tiny", texts)
     run = tunekit.finetune(
         "qa",
@@ -109,7 +111,11 @@ def test_export_is_a_question_answering_model_with_the_runs_answers(exported, da
     _, test = data
     info = json.loads((path / "tunekit_export.json").read_text())
     assert info["pipeline"] == "question-answering" and info["task"] == "qa"
-    assert info["pipeline_options"] == {"doc_stride": DOC_STRIDE, "max_answer_len": MAX_ANSWER}
+    assert info["pipeline_options"] == {
+        "doc_stride": DOC_STRIDE,
+        "max_answer_len": MAX_ANSWER,
+        "align_to_words": False,
+    }
     assert "pipeline_tag: question-answering" in (path / "README.md").read_text()
     config = json.loads((path / "config.json").read_text())
     assert config["architectures"] == ["BertForQuestionAnswering"]
@@ -145,7 +151,20 @@ def test_export_is_a_question_answering_model_with_the_runs_answers(exported, da
     assert diff < 1e-4
 
 
-def test_transformers_4_pipeline_gives_the_same_answers(exported, data):
+# one window each and no word twice: the transformers 4 pipeline adds up the probabilities
+# of candidate spans with the same text and normalises them per window, tunekit does not
+UNIQUE_WORDS = [
+    ("Where was Omar Berg born?", "Omar Berg was born in Lima."),
+    ("What does Lena Smith work as?", "Lena Smith works as a chef. Omar Berg was born in Lima."),
+    ("Who works as a nurse?", "Ines Lopez works as a nurse. Tariq Costa was born in Helsinki."),
+    (
+        "In which year was Maria Fischer born?",
+        "Maria Fischer was born in 1934. Lena Smith is a chef.",
+    ),
+]
+
+
+def test_transformers_4_pipeline_gives_the_same_answers_on_single_window_contexts(exported):
     from transformers.pipelines import SUPPORTED_TASKS
 
     if "question-answering" not in SUPPORTED_TASKS:
@@ -155,17 +174,19 @@ def test_transformers_4_pipeline_gives_the_same_answers(exported, data):
     from transformers import pipeline
 
     run, path = exported
-    _, test = data
     pipe = pipeline("question-answering", model=str(path))
-    questions = _questions(test)
-    ours = run.predict(questions)
-    for q, p in zip(questions, ours):
+    questions = [{"question": q, "context": c} for q, c in UNIQUE_WORDS]
+    for q, p in zip(questions, run.predict(questions)):
+        words = q["context"].replace(".", " ").split()
+        assert len(words) == len(set(words))
+        assert len(_windows(pipe.tokenizer, q["question"], q["context"])["input_ids"]) == 1
         got = pipe(
             question=q["question"],
             context=q["context"],
             max_seq_len=MAX_LENGTH,
             doc_stride=DOC_STRIDE,
             max_answer_len=MAX_ANSWER,
+            align_to_words=False,  # tunekit's spans are tokens, not whole words
         )
         assert (got["answer"], got["start"], got["end"]) == (p["answer"], p["start"], p["end"])
 

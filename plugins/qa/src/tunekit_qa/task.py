@@ -361,12 +361,13 @@ class QATask(Task):
         notes = (
             f"tunekit decodes every span of at most max_answer_length={self.config.max_answer_length} tokens in each "
             f"doc_stride window (doc_stride={self.config.doc_stride}, at most half the room the question leaves) and "
-            f"ranks the spans of all windows by start + end logit; transformers 4's question-answering pipeline "
-            f"(pass max_seq_len, doc_stride and max_answer_len) ranks them by per-window probabilities, which can "
-            f"pick another window's span on contexts longer than one window, and its score is not tunekit's "
-            f"(softmax over the n-best list). transformers 5 removed that pipeline: load the model with "
-            f"AutoModelForQuestionAnswering and post-process its start/end logits (run_qa's "
-            f"postprocess_qa_predictions)"
+            f"ranks the spans of all windows by start + end logit, as run_qa's postprocess_qa_predictions does. "
+            f"transformers 5 has no question-answering pipeline: load the model with AutoModelForQuestionAnswering "
+            f"and post-process its start/end logits. transformers 4's pipeline (pass max_seq_len=<the run's "
+            f"max_length>, doc_stride, max_answer_len, align_to_words=False) ranks spans by start x end probability "
+            f"normalised within each window and adds up the probabilities of candidates with the same text, so "
+            f"on contexts of several windows it can answer differently; its score is not "
+            f"tunekit's (a softmax over the n-best list)"
         )
         if self.config.allow_unanswerable:
             notes += (
@@ -380,6 +381,7 @@ class QATask(Task):
             pipeline_options={
                 "doc_stride": self.config.doc_stride,
                 "max_answer_len": self.config.max_answer_length,
+                "align_to_words": False,
                 **({"handle_impossible_answer": True} if self.config.allow_unanswerable else {}),
             },
             notes=notes + ".",
