@@ -191,6 +191,35 @@ def test_transformers_4_pipeline_gives_the_same_answers_on_single_window_context
         assert (got["answer"], got["start"], got["end"]) == (p["answer"], p["start"], p["end"])
 
 
+def test_lora_run_exports_from_a_bundle_with_the_runs_logits(exported, data, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    run, _ = exported
+    train, test = data
+    lora = tunekit.finetune(
+        "qa",
+        data=train,
+        model=run.backbone["name"],
+        strategy="lora",
+        doc_stride=DOC_STRIDE,
+        max_answer_length=MAX_ANSWER,
+        **{**TRAIN, "epochs": 2},
+    )
+    direct = Path(lora.export(tmp_path / "direct"))
+    loaded = tunekit.load(lora.save(tmp_path / "bundle"), device="cpu")
+    path = Path(loaded.export(tmp_path / "hf"))  # adapters merged into the encoder
+    ours, theirs = load_file(direct / "model.safetensors"), load_file(path / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    hf = AutoModelForQuestionAnswering.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    questions = _questions(test)
+    assert [(p["answer"], p["start"], p["end"]) for p in loaded.predict(questions)] == [
+        _best_span(hf, tokenizer, q["question"], q["context"]) for q in questions
+    ]
+
+
 def test_heads_without_an_exact_equivalent_are_refused(exported):
     run, _ = exported
     model = copy.deepcopy(run.model)
