@@ -269,3 +269,14 @@ def test_eval_split_too_small_is_an_error():
     records = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
     with pytest.raises(DataError, match="leaves no evaluation data"):
         split_records(records, fraction=0.1, seed=0, key=key)
+
+
+def test_text_inputs_accepts_texts_and_dicts_and_names_a_bad_item():
+    from tunekit.data import text_inputs
+
+    assert text_inputs("one") == [{"text": "one"}]
+    assert text_inputs(["a", {"text": "b"}]) == [{"text": "a"}, {"text": "b"}]
+    with pytest.raises(DataError, match=r"document 1 is empty.*pass non-empty texts"):
+        text_inputs(["fine", "  "], what="document")
+    with pytest.raises(DataError, match=r"predict input 0 .*None"):
+        text_inputs([{"label": "x"}])

@@ -11,7 +11,7 @@ import math
 import os
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,21 @@ def find_column(
 
 def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def text_inputs(inputs: Any, *, what: str = "predict input") -> list[dict[str, str]]:
+    """Records ``{"text": ...}`` from one text, a list of texts or of ``{"text": ...}``
+    dicts — the predict inputs of single-text tasks. An empty or non-string item is a
+    DataError naming its position (``what`` names the kind of item in the message)."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    records = []
+    for i, item in enumerate(inputs):
+        text = item.get("text") if isinstance(item, Mapping) else item
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{what} {i} is empty or not a string ({text!r}); pass non-empty texts")
+        records.append({"text": text})
+    return records
 
 
 def split_records(

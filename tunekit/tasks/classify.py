@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import _one_of
-from ..data import find_column, is_missing, is_path, read_table
+from ..data import find_column, is_missing, is_path, read_table, text_inputs
 from ..errors import ConfigError, DataError
 from ..export import PROBLEM_TYPES
 from ..head import Head
@@ -234,15 +234,7 @@ class ClassifyTask(Task):
         return record["label"] if isinstance(record["label"], str) else None
 
     def parse_inputs(self, inputs: Any) -> list[Record]:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        records = []
-        for i, item in enumerate(inputs):
-            text = item.get("text") if isinstance(item, Mapping) else item
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"predict input {i} is empty or not a string ({text!r})")
-            records.append({"text": text})
-        return records
+        return text_inputs(inputs)
 
     def encode(
         self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tunekit.config import _one_of
-from tunekit.data import find_column, is_missing, read_table
+from tunekit.data import find_column, is_missing, read_table, text_inputs
 from tunekit.errors import ConfigError, DataError
 from tunekit.head import Head
 from tunekit.task import Feature, Record, Task, default_collate, pad_sequences
@@ -152,15 +152,7 @@ class FillMaskTask(Task):
         return records
 
     def parse_inputs(self, inputs: Any) -> list[Record]:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        records = []
-        for i, item in enumerate(inputs):
-            text = item.get("text") if isinstance(item, Mapping) else item
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"predict input {i} is empty or not a string ({text!r})")
-            records.append({"text": text})
-        return records
+        return text_inputs(inputs)
 
     def encode(
         self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool

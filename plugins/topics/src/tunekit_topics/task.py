@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tunekit.config import TrainingConfig, _one_of
-from tunekit.data import find_column, is_missing, read_table
+from tunekit.data import find_column, is_missing, read_table, text_inputs
 from tunekit.errors import ConfigError, DataError
 from tunekit.head import Head
 from tunekit.history import History
@@ -209,17 +209,7 @@ class TopicsTask(Task):
         return records
 
     def parse_inputs(self, inputs: Any) -> list[Record]:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        records = []
-        for i, item in enumerate(inputs):
-            text = item.get("text") if isinstance(item, Mapping) else item
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(
-                    f"document {i} is empty or not a string ({text!r}); pass non-empty texts"
-                )
-            records.append({"text": text})
-        return records
+        return text_inputs(inputs, what="document")
 
     def encode(
         self, records: Sequence[Record], tokenizer: Any, *, max_length: int, with_labels: bool
