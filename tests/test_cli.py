@@ -90,6 +90,14 @@ def test_finetune_predict_evaluate(trained_bundle):
     inputs.write_text("a wonderful great film\n\na dull awful mess\n")
     from_file = tunekit("predict", str(out), "--input", str(inputs))
     assert [json.loads(x)["label"] for x in from_file.stdout.splitlines()] == ["pos", "neg"]
+    # predict() options pass through --option NAME=VALUE; an unknown one is refused by name
+    same = tunekit("predict", str(out), "a dull awful mess", "--option", "threshold=0.5")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["label"] == "neg"
+    bogus = tunekit("predict", str(out), "a dull awful mess", "-o", "top_k=3")
+    assert bogus.returncode != 0 and "top_k" in bogus.stderr and "threshold" in bogus.stderr
+    malformed = tunekit("predict", str(out), "a dull awful mess", "--option", "top_k")
+    assert malformed.returncode != 0 and "NAME=VALUE" in malformed.stderr
     ev = tunekit("evaluate", str(out), "--data", str(data))
     assert ev.returncode == 0, ev.stderr
     metrics = dict(line.split("\t") for line in ev.stdout.splitlines())

@@ -141,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="file with one input per line (text or JSON)",
     )
     pr.add_argument("--batch-size", type=int, default=None)
+    pr.add_argument(
+        "-o",
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a predict() option of the task, e.g. --option top_k=5 (repeatable; values parsed "
+        "like finetune flags)",
+    )
 
     ev = sub.add_parser("evaluate", help="evaluate a saved bundle on labelled data")
     ev.add_argument("bundle")
@@ -255,9 +265,15 @@ def _read_inputs(args: argparse.Namespace) -> list[Any]:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
 
+    options = {}
+    for item in args.options:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--option {item!r}: write NAME=VALUE, e.g. --option top_k=5")
+        options[name.strip().replace("-", "_")] = _value(value)
     run = load(args.bundle)
     inputs = _read_inputs(args)
-    for pred in run.predict(inputs, batch_size=args.batch_size):
+    for pred in run.predict(inputs, batch_size=args.batch_size, **options):
         print(json.dumps(pred, ensure_ascii=False, default=str))
     return 0
 

@@ -314,7 +314,12 @@ class ClassifyTask(Task):
         grouped: dict[int, list[np.ndarray]] = defaultdict(list)
         for out, feat in zip(outputs, features):
             grouped[feat["example_index"]].append(out["logits"])
-        threshold = options.get("threshold", self.config.threshold)
+        threshold = options.pop("threshold", self.config.threshold)
+        if options:
+            raise ConfigError(
+                f"unknown classify predict option(s) {sorted(options)}; classify takes threshold= "
+                "(multi-label)"
+            )
         predictions = []
         for i in range(len(records)):
             logits = np.mean(grouped[i], axis=0)
