@@ -280,3 +280,18 @@ def test_text_inputs_accepts_texts_and_dicts_and_names_a_bad_item():
         text_inputs(["fine", "  "], what="document")
     with pytest.raises(DataError, match=r"predict input 0 .*None"):
         text_inputs([{"label": "x"}])
+
+
+def test_in_memory_rows_reads_tables_and_names_bad_sources():
+    import pandas as pd
+
+    from tunekit.data import in_memory_rows
+
+    rows = [{"a": 1}]
+    assert in_memory_rows(rows, name="data", accepts="a list", unit="rows") is rows
+    frame = in_memory_rows(pd.DataFrame({"a": [1, 2]}), name="data", accepts="a list", unit="rows")
+    assert [r["a"] for r in frame] == [1, 2]
+    with pytest.raises(DataError, match=r"data has an unsupported type int; pass a path, a list"):
+        in_memory_rows(3, name="data", accepts="a list", unit="rows")
+    with pytest.raises(DataError, match=r"eval_data is empty: it has no questions"):
+        in_memory_rows([], name="eval_data", accepts="a list of dicts", unit="questions")

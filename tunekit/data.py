@@ -237,6 +237,22 @@ def text_inputs(inputs: Any, *, what: str = "predict input") -> list[dict[str, s
     return records
 
 
+def in_memory_rows(source: Any, *, name: str, accepts: str, unit: str) -> list[Any] | tuple:
+    """*source* as a non-empty list of rows: a Dataset or DataFrame is read with
+    :func:`read_table`, a list or tuple is kept. Another type is a DataError naming what the
+    task ``accepts`` (e.g. ``"a list of dicts"``); an empty one says it has no ``unit``
+    (e.g. ``"questions"``)."""
+    if hasattr(source, "to_list") or hasattr(source, "to_dict"):
+        source = read_table(source, name=name)
+    if not isinstance(source, (list, tuple)):
+        raise DataError(
+            f"{name} has an unsupported type {type(source).__name__}; pass a path, {accepts} or a Dataset"
+        )
+    if not source:
+        raise DataError(f"{name} is empty: it has no {unit}")
+    return source
+
+
 def split_records(
     records: Sequence[dict[str, Any]],
     *,

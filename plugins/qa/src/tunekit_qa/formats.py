@@ -57,16 +57,9 @@ def read_source(source: Any, *, name: str) -> list[tuple[str, Mapping[str, Any]]
             f"{name} is a dict that is neither SQuAD JSON ({{'data': [{{'paragraphs': ...}}]}}) nor one "
             f"record with 'question' and 'context' (keys: {', '.join(map(str, list(source)[:8]))})"
         )
-    if hasattr(source, "to_list") or hasattr(source, "to_dict"):
-        from tunekit.data import read_table
+    from tunekit.data import in_memory_rows
 
-        source = read_table(source, name=name)
-    if not isinstance(source, (list, tuple)):
-        raise DataError(
-            f"{name} has an unsupported type {type(source).__name__}; pass a path, a list of dicts or a Dataset"
-        )
-    if not source:
-        raise DataError(f"{name} is empty: it has no questions")
+    source = in_memory_rows(source, name=name, accepts="a list of dicts", unit="questions")
     rows: list[tuple[str, Mapping[str, Any]]] = []
     for i, item in enumerate(source):
         if is_squad_nested(item):

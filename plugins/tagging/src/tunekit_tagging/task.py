@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from tunekit import Task
 from tunekit.config import _one_of
+from tunekit.data import in_memory_rows
 from tunekit.errors import ConfigError, DataError
 from tunekit.labels import LabelSchema
 from tunekit.task import Feature, Record
@@ -129,16 +130,7 @@ class TaggingTask(Task):
         if formats.is_path_like(source):
             raw = formats.read_path(source, name=name, options=self.config)
         else:
-            if hasattr(source, "to_list") or hasattr(source, "to_dict"):
-                from tunekit.data import read_table
-
-                source = read_table(source, name=name)
-            if not isinstance(source, (list, tuple)):
-                raise DataError(
-                    f"{name} has an unsupported type {type(source).__name__}; pass a path, a list or a Dataset"
-                )
-            if not source:
-                raise DataError(f"{name} is empty: it has no sentences")
+            source = in_memory_rows(source, name=name, accepts="a list", unit="sentences")
             raw = formats.read_rows(source, name=name, options=self.config)
         return self._normalise(raw, name=name)
 
