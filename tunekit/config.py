@@ -37,6 +37,14 @@ def _one_of(*choices: str):
     return check
 
 
+#: public names of the option validators (``tunekit.plugin`` re-exports them for plugin
+#: authors' ``Config`` classes)
+positive = _positive
+non_negative = _non_negative
+fraction = _fraction
+one_of = _one_of
+
+
 def _compile_value(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, (bool, str)) or value == "":
         raise ConfigError(
