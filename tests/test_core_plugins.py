@@ -17,6 +17,7 @@ import torch
 import tunekit
 from tunekit import plugins
 from tunekit.errors import ConfigError, PluginError, TunekitError, UnknownNameError
+from tunekit.head import LinearHead
 from tunekit.plugins import PluginWarning
 from tunekit.task import Task
 
@@ -39,15 +40,51 @@ class FakeDist:
         self.version = version
 
 
-def task_class(name, aliases=()):
+class CompleteTask(Task):
+    """Defines every method registration requires (bodies unused by these tests)."""
+
+    def read(self, source, *, name="data"):
+        return list(source)
+
+    def parse_inputs(self, inputs):
+        return [{"text": x} for x in inputs]
+
+    def encode(self, records, tokenizer, *, max_length, with_labels):
+        return []
+
+    def build_head(self, backbone):
+        return LinearHead(backbone.hidden_size, 2)
+
+    def loss(self, outputs, batch):
+        return outputs["logits"].sum()
+
+    def decode(self, outputs, features, records, **options):
+        return [None] * len(records)
+
+
+def task_class(name, aliases=(), base=CompleteTask, **attributes):
     return type(
-        f"Task_{name.replace('-', '_')}", (Task,), {"name": name, "aliases": tuple(aliases)}
+        f"Task_{name.replace('-', '_')}",
+        (base,),
+        {"name": name, "aliases": tuple(aliases), **attributes},
     )
 
 
-def plugin_module(name, *, tasks=(), models=(), raises_in=None):
-    """A plugin module whose hooks register *tasks* / *models* (or raise in hook *raises_in*)."""
+def head_class(name, level):
+    return type(f"Head_{name.replace('-', '_')}", (LinearHead,), {"name": name, "level": level})
+
+
+def plugin_module(name, *, tasks=(), models=(), heads=(), raises_in=None):
+    """A plugin module whose hooks register *tasks* / *models* / *heads* (or raise in hook
+    *raises_in*)."""
     mod = types.ModuleType(name)
+
+    @tunekit.hookimpl
+    def tunekit_register_heads(register):
+        for h in heads:
+            register(h)
+
+    mod.tunekit_register_heads = tunekit_register_heads
 
     @tunekit.hookimpl
     def tunekit_register_tasks(register):
@@ -193,14 +230,31 @@ def test_reset_rediscovers(fake_plugins):
 
 EXTERNAL_PLUGIN = '''
 import tunekit
-from tunekit.task import Task
+from tunekit.plugin import LinearHead, Task, text_inputs
 
 
 class ShoutTask(Task):
-    """A task from an external distribution."""
+    """A task from an external distribution (registration checks its methods exist)."""
 
     name = "shout"
     aliases = ("yell",)
+
+    def read(self, source, *, name="data"):
+        return text_inputs(source)
+
+    parse_inputs = read
+
+    def encode(self, records, tokenizer, *, max_length, with_labels):
+        return []
+
+    def build_head(self, backbone):
+        return LinearHead(backbone.hidden_size, 2)
+
+    def loss(self, outputs, batch):
+        return outputs["logits"].sum()
+
+    def decode(self, outputs, features, records, **options):
+        return [None] * len(records)
 
 
 @tunekit.hookimpl
@@ -383,3 +437,98 @@ def test_doctor_reports_a_name_clash_naming_both_plugins(fake_plugins, capsys):
     assert status == 1
     assert re.search(r"FAILED: .*'echo'.*'plugin_one'.*'plugin_two'", out)
     assert "torch" in out  # versions are still reported
+
+
+# ---- registration validates what plugins register -------------------------------------
+
+
+def test_task_missing_a_required_method_is_refused_at_registration(fake_plugins):
+    half = task_class("half-done", base=Task, read=CompleteTask.read, encode=CompleteTask.encode)
+    fake_plugins(ep_for(plugin_module("half_plugin", tasks=[half])))
+    with pytest.raises(PluginError) as exc:
+        plugins.get_state()
+    message = str(exc.value)
+    assert "plugin 'half_plugin'" in message and "Task_half_done" in message
+    for method in ("parse_inputs()", "build_head()", "loss()", "decode()"):
+        assert method in message
+    assert "read()" not in message.split("implement")[1].split(";")[0]
+
+
+def test_unsupervised_task_must_define_fit_not_loss(fake_plugins):
+    unsupervised = task_class("clusters", supervised=False, loss=Task.loss)
+    fake_plugins(ep_for(plugin_module("cluster_plugin", tasks=[unsupervised])))
+    with pytest.raises(PluginError, match=r"plugin 'cluster_plugin'.*does not implement fit\(\)"):
+        plugins.get_state()
+
+
+def test_config_that_is_not_an_attrs_class_is_refused(fake_plugins):
+    class PlainConfig:
+        def __init__(self, size=1):
+            self.size = size
+
+    task = task_class("plain-config", Config=PlainConfig)
+    fake_plugins(ep_for(plugin_module("plain_plugin", tasks=[task])))
+    with pytest.raises(
+        PluginError, match=r"plugin 'plain_plugin'.*PlainConfig.*not an attrs class"
+    ):
+        plugins.get_state()
+
+
+def test_strategy_config_that_is_not_an_attrs_class_is_refused(fake_plugins):
+    from tunekit.strategy import Strategy
+
+    strategy = type("OddStrategy", (Strategy,), {"name": "odd", "Config": dict})
+    mod = plugin_module("odd_plugin")
+
+    @tunekit.hookimpl
+    def tunekit_register_strategies(register):
+        register(strategy)
+
+    mod.tunekit_register_strategies = tunekit_register_strategies
+    fake_plugins(ep_for(mod))
+    with pytest.raises(PluginError, match=r"plugin 'odd_plugin' registered strategy .*OddStrategy"):
+        plugins.get_state()
+
+
+@pytest.mark.parametrize("level", ["", "sentence"])
+def test_head_without_a_valid_level_is_refused(fake_plugins, level):
+    fake_plugins(ep_for(plugin_module("head_plugin", heads=[head_class("odd-head", level)])))
+    with pytest.raises(PluginError, match=r"plugin 'head_plugin' registered head .*level=") as exc:
+        plugins.get_state()
+    assert "sequence, token, span, lm" in str(exc.value)
+
+
+def test_task_whose_default_head_has_another_level_is_refused(fake_plugins):
+    import attrs
+
+    @attrs.frozen(kw_only=True)
+    class TokenConfig:
+        head: str = "linear"  # a sequence-level head
+
+    tagger = task_class("tagger", Config=TokenConfig, head_levels=("token",))
+    fake_plugins(ep_for(plugin_module("tagger_plugin", tasks=[tagger])))
+    with pytest.raises(PluginError) as exc:
+        plugins.get_state()
+    assert "plugin 'tagger_plugin'" in str(exc.value)
+    assert "head='linear' is sequence-level" in str(exc.value)
+
+
+def test_classify_refuses_a_token_level_head(fake_plugins):
+    token_head = head_class("fake-crf", "token")
+    fake_plugins(ep_for(plugin_module("crf_plugin", heads=[token_head])))
+    classify = tunekit.get_task("classify")
+    task = classify(classify.Config(head="fake-crf"))
+    task.setup([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
+    with pytest.raises(ConfigError, match="head='fake-crf' is a token-level head") as exc:
+        task.build_head(types.SimpleNamespace(hidden_size=8))
+    assert "linear" in str(exc.value) and "mlp" in str(exc.value)  # the heads that fit
+    assert plugins.get_head("fake-crf") is token_head  # without a task: any level
+    assert plugins.get_head("mlp", task=classify).level == "sequence"
+
+
+def test_every_registered_head_and_task_of_the_installed_plugins_validates():
+    plugins.reset()
+    state = plugins.get_state()
+    assert not [r for r in state.records if r.error], state.records
+    for name in state.heads.names():
+        assert state.heads.get(name).level in ("sequence", "token", "span", "lm")

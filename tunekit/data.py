@@ -30,6 +30,34 @@ FORMATS = {
 }
 
 
+#: column names :func:`find_column` tries, in order, for a text (``role="text"``)
+TEXT_COLUMNS = (
+    "text",
+    "sentence",
+    "review",
+    "content",
+    "document",
+    "comment",
+    "tweet",
+    "snippet",
+    "body",
+    "input",
+    "query",
+)
+#: column names :func:`find_column` tries, in order, for a label
+LABEL_COLUMNS = (
+    "label",
+    "labels",
+    "target",
+    "class",
+    "category",
+    "sentiment",
+    "score",
+    "y",
+    "rating",
+)
+
+
 def is_path(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes)
 
@@ -216,6 +244,53 @@ def find_column(
         f"{name} has no {role} column: looked for {', '.join(candidates)}; columns are: "
         f"{', '.join(map(str, columns))}. Name it with {option}=..."
     )
+
+
+def read_columns(
+    source: Any,
+    *,
+    name: str = "data",
+    candidates: Mapping[str, Sequence[str]] | None = None,
+    **wanted: str | None,
+) -> list[dict[str, Any]]:
+    """Rows of *source* (anything :func:`read_table` reads; tuple rows in the order of the
+    roles) as dicts keyed by role. Each keyword names a role and the column the user asked
+    for (``None``: auto-detect among the role's *candidates*, by default
+    :data:`TEXT_COLUMNS` for ``text`` and :data:`LABEL_COLUMNS` for ``label``); columns are
+    found with :func:`find_column` (user option ``<role>_column``). A missing or blank value
+    is a DataError naming the record and column.
+
+    Example::
+
+        read_columns("reviews.csv", text=None, label="stars")
+        # [{"text": "what a wonderful film", "label": 5}, ...]
+    """
+    known = {"text": TEXT_COLUMNS, "label": LABEL_COLUMNS, **(candidates or {})}
+    rows = read_table(source, name=name, tuple_columns=tuple(wanted))
+    if is_path(source):
+        name = f"{name} file {os.fspath(source)}"
+    found = {
+        role: find_column(
+            list(rows[0]),
+            given,
+            known.get(role, (role,)),
+            role=role,
+            name=name,
+            option=f"{role}_column",
+        )
+        for role, given in wanted.items()
+    }
+    records = []
+    for i, row in enumerate(rows):
+        record = {role: row.get(column) for role, column in found.items()}
+        for role, value in record.items():
+            if is_missing(value) or (isinstance(value, str) and not value.strip()):
+                raise DataError(
+                    f"{name} record {i} has no {role} in column {found[role]!r}; remove the "
+                    f"record or fill in its {role}"
+                )
+        records.append(record)
+    return records
 
 
 def is_missing(value: Any) -> bool:

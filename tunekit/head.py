@@ -22,15 +22,31 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+#: what a head reads and predicts: one output per text (``sequence``: pooled
+#: classifiers, regression, embeddings), per token (``token``: tagging, CRF), a start/end
+#: span (``span``: extractive QA), or a vocabulary distribution per position (``lm``)
+HEAD_LEVELS = ("sequence", "token", "span", "lm")
+
+
 class Head(nn.Module):
-    """Base class of heads. Subclasses set ``name`` and implement :meth:`forward`.
+    """Base class of heads. Subclasses set ``name`` and ``level`` and implement :meth:`forward`.
 
     Heads are registered through the ``tunekit_register_heads`` hook so that tasks can
-    offer ``head="mlp"``-style options and plugins can add their own.
+    offer ``head="mlp"``-style options and plugins can add their own. ``level`` (one of
+    :data:`HEAD_LEVELS`) says what the head predicts; a task lists the levels it accepts in
+    ``Task.head_levels``, and asking a task for a head of another level is an error
+    (``classify`` refuses ``head="crf"``). Registering a head without a valid level is a
+    :class:`~tunekit.errors.PluginError`.
+
+    Example::
+
+        class MaxHead(Head):
+            name, level = "max-linear", "sequence"
     """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    level: ClassVar[str] = ""
 
     def forward(
         self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
@@ -66,6 +82,7 @@ class MLPHead(Head):
     """
 
     name = "mlp"
+    level = "sequence"
 
     def __init__(
         self,

@@ -166,6 +166,7 @@ def _load() -> PluginState:
                     registered[_plugin].append(f"model:{alias}")
                 else:
                     (obj,) = args
+                    _VALIDATORS[_kind](obj, plugin=_plugin)
                     _reg.add(
                         obj.name, obj, aliases=tuple(getattr(obj, "aliases", ())), plugin=_plugin
                     )
@@ -183,6 +184,8 @@ def _load() -> PluginState:
                     stacklevel=2,
                 )
                 errors[plugin_name] = msg
+    for task_name in state.tasks.names():  # heads are all registered by now
+        _check_head_option(state, task_name)
     for name, source, version in loaded:
         state.records.append(
             PluginRecord(
@@ -194,3 +197,119 @@ def _load() -> PluginState:
             )
         )
     return state
+
+
+def get_head(name: str, *, task: Task | type[Task] | None = None) -> type[Head]:
+    """The head class registered as *name* (or an alias).
+
+    With *task*, the head's :attr:`~tunekit.head.Head.level` must be one of the task's
+    ``head_levels``; otherwise a :class:`~tunekit.errors.ConfigError` names the heads that
+    fit. Unknown names list close matches.
+
+    Example::
+
+        head_cls = get_head(self.config.head, task=self)   # in Task.build_head
+        head = head_cls(backbone.hidden_size, num_labels)
+    """
+    from .errors import ConfigError
+
+    head_cls = get_state().heads.get(name)
+    if task is not None and head_cls.level not in task.head_levels:
+        heads = get_state().heads
+        fitting = [n for n in heads.names() if heads.get(n).level in task.head_levels]
+        raise ConfigError(
+            f"head={name!r} is a {head_cls.level}-level head, but task {task.name!r} takes "
+            f"{' or '.join(task.head_levels)}-level heads: use one of {', '.join(fitting)}"
+        )
+    return head_cls
+
+
+#: methods a task must define, by ``Task.supervised``
+REQUIRED_TASK_METHODS = {
+    True: ("read", "parse_inputs", "encode", "build_head", "loss", "decode"),
+    False: ("read", "parse_inputs", "encode", "build_head", "decode", "fit"),
+}
+
+
+def _validate_task(cls: Any, *, plugin: str) -> None:
+    from .head import HEAD_LEVELS
+    from .task import Task
+
+    what = f"plugin {plugin!r} registered task {_name(cls)}"
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise PluginError(f"{what}, which is not a tunekit.plugin.Task subclass")
+    missing = [m for m in REQUIRED_TASK_METHODS[bool(cls.supervised)] if _inherited(cls, m, Task)]
+    if missing:
+        raise PluginError(
+            f"{what}, which does not implement {', '.join(f'{m}()' for m in missing)}; "
+            f"every {'supervised' if cls.supervised else 'unsupervised'} task defines "
+            f"{', '.join(REQUIRED_TASK_METHODS[bool(cls.supervised)])}"
+        )
+    _check_config(cls, what)
+    bad = [lv for lv in cls.head_levels if lv not in HEAD_LEVELS] or not cls.head_levels
+    if bad:
+        raise PluginError(
+            f"{what} with head_levels={cls.head_levels!r}; use one or more of {', '.join(HEAD_LEVELS)}"
+        )
+
+
+def _validate_strategy(cls: Any, *, plugin: str) -> None:
+    from .strategy import Strategy
+
+    what = f"plugin {plugin!r} registered strategy {_name(cls)}"
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise PluginError(f"{what}, which is not a tunekit.plugin.Strategy subclass")
+    _check_config(cls, what)
+
+
+def _validate_head(cls: Any, *, plugin: str) -> None:
+    from .head import HEAD_LEVELS, Head
+
+    what = f"plugin {plugin!r} registered head {_name(cls)}"
+    if not (isinstance(cls, type) and issubclass(cls, Head)):
+        raise PluginError(f"{what}, which is not a tunekit.plugin.Head subclass")
+    if cls.level not in HEAD_LEVELS:
+        raise PluginError(
+            f"{what} with level={cls.level!r}; set the class attribute level to one of "
+            f"{', '.join(HEAD_LEVELS)} (what the head predicts)"
+        )
+
+
+_VALIDATORS: dict[str, Callable[..., None]] = {
+    "task": _validate_task,
+    "strategy": _validate_strategy,
+    "head": _validate_head,
+}
+
+
+def _check_config(cls: type, what: str) -> None:
+    if not attrs.has(cls.Config):
+        raise PluginError(
+            f"{what}, whose Config ({_name(cls.Config)}) is not an attrs class; declare it "
+            f"with @attrs.frozen(kw_only=True) so that options are checked and saved"
+        )
+
+
+def _check_head_option(state: PluginState, task_name: str) -> None:
+    """A task whose ``head`` option defaults to a registered head of a level it does not
+    take could never train with its defaults: refuse it at registration."""
+    task_cls = state.tasks.get(task_name)
+    field = attrs.fields_dict(task_cls.Config).get("head")
+    default = getattr(field, "default", None)
+    if not isinstance(default, str) or default not in state.heads:
+        return
+    level = state.heads.get(default).level
+    if level not in task_cls.head_levels:
+        raise PluginError(
+            f"plugin {state.tasks.owner(task_name)!r} registered task {task_name!r} whose default "
+            f"head={default!r} is {level}-level, but the task takes "
+            f"{' or '.join(task_cls.head_levels)}-level heads (Task.head_levels); change one of them"
+        )
+
+
+def _inherited(cls: type, method: str, base: type) -> bool:
+    return getattr(cls, method, None) is getattr(base, method, None)
+
+
+def _name(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else repr(obj)

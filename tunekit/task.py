@@ -68,6 +68,10 @@ class Task:
     default_metric: ClassVar[str] = "eval_loss"
     greater_is_better: ClassVar[bool | None] = None
     supervised: ClassVar[bool] = True
+    #: the :attr:`Head.level` values this task's heads may have; ``get_head(name, task=...)``
+    #: refuses a head of another level (``classify`` takes no ``crf`` head) and registration
+    #: checks the default of a ``head`` option against it
+    head_levels: ClassVar[tuple[str, ...]] = ("sequence",)
     #: ``False`` when :meth:`collate_train` changes the encoder's inputs at random (masked
     #: LM): a frozen encoder's outputs then cannot be cached once and reused every epoch.
     cacheable_inputs: ClassVar[bool] = True

@@ -18,7 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from ..config import _one_of
-from ..data import find_column, is_missing, is_path, read_table, text_inputs
+from ..data import (
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    find_column,
+    is_missing,
+    is_path,
+    read_table,
+    text_inputs,
+)
 from ..errors import ConfigError, DataError
 from ..export import PROBLEM_TYPES
 from ..head import Head
@@ -26,31 +34,6 @@ from ..hookspecs import hookimpl
 from ..labels import LabelSchema
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..task import Feature, Record, Task
-
-TEXT_COLUMNS = (
-    "text",
-    "sentence",
-    "review",
-    "content",
-    "document",
-    "comment",
-    "tweet",
-    "snippet",
-    "body",
-    "input",
-    "query",
-)
-LABEL_COLUMNS = (
-    "label",
-    "labels",
-    "target",
-    "class",
-    "category",
-    "sentiment",
-    "score",
-    "y",
-    "rating",
-)
 
 
 def _tuple_of_ints(value: Any) -> tuple[int, ...]:
@@ -278,10 +261,10 @@ class ClassifyTask(Task):
 
     # ---- model --------------------------------------------------------------------------
     def build_head(self, backbone: Any) -> Head:
-        from ..plugins import get_state
+        from ..plugins import get_head
 
         schema = self.require_schema()
-        head_cls = get_state().heads.get(self.config.head)
+        head_cls = get_head(self.config.head, task=self)
         return head_cls(
             backbone.hidden_size,
             schema.num_labels,

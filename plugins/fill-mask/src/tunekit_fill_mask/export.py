@@ -11,14 +11,13 @@ from typing import Any
 
 import torch
 
-from tunekit.errors import ExportError
-from tunekit.export import HFExport, encoder_model
+from tunekit.plugin import ExportError, HFExport, encoder_model
 
 from .head import TiedDecoder, _head_child
 
 
 def masked_lm_export(model: Any) -> HFExport:
-    """An :class:`~tunekit.export.HFExport` of *model* (encoder + :class:`MaskedLMHead`)."""
+    """An :class:`~tunekit.plugin.HFExport` of *model* (encoder + :class:`MaskedLMHead`)."""
     from transformers import AutoModelForMaskedLM
 
     lm = getattr(model.head, "lm", None)

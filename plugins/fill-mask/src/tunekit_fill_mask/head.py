@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunekit.errors import ConfigError
-from tunekit.head import Head
+from tunekit.plugin import ConfigError, Head, read_bundle
 
 logger = logging.getLogger("tunekit")
 
@@ -56,6 +55,7 @@ class MaskedLMHead(Head):
     """
 
     name = "masked-lm"
+    level = "lm"
 
     def __init__(self, lm: nn.Module, *, mask_token_id: int) -> None:
         super().__init__()
@@ -167,25 +167,16 @@ def build_mlm_head(
 
 def _load_bundle_head(lm: nn.Module, source: str) -> bool:
     """Load the MLM head of a ``fill-mask`` bundle at *source* into *lm*; ``False`` if
-    *source* is not such a bundle or its head does not fit."""
-    import json
-
-    from tunekit.bundle import find_bundle
-
-    bundle = find_bundle(source) if Path(source).is_dir() else None
-    if bundle is None:
+    *source* is not such a bundle or its head does not fit. The bundle is verified against
+    its manifest first (:func:`tunekit.plugin.read_bundle`)."""
+    found = read_bundle(source)
+    if found is None:
         return False
-    meta = json.loads((bundle / "tunekit.json").read_text())
+    meta, tensors = found
     if meta.get("task", {}).get("name") != "fill-mask":
         return False
-    from safetensors.torch import load_file
-
     prefix = "head.lm."
-    state = {
-        k[len(prefix) :]: v
-        for k, v in load_file(str(bundle / "model.safetensors")).items()
-        if k.startswith(prefix)
-    }
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
         lm.load_state_dict(state, strict=True)
     except RuntimeError:

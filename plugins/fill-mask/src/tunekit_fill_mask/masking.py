@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunekit.errors import ConfigError
+from tunekit.plugin import ConfigError
 
 logger = logging.getLogger("tunekit")
 

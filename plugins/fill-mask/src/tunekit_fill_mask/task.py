@@ -18,11 +18,21 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from tunekit.config import _one_of
-from tunekit.data import find_column, is_missing, read_table, text_inputs
-from tunekit.errors import ConfigError, DataError
-from tunekit.head import Head
-from tunekit.task import Feature, Record, Task, default_collate, pad_sequences
+from tunekit.plugin import (
+    ConfigError,
+    DataError,
+    Feature,
+    Head,
+    Record,
+    Task,
+    default_collate,
+    find_column,
+    is_missing,
+    one_of,
+    pad_sequences,
+    read_table,
+    text_inputs,
+)
 
 from .head import build_mlm_head
 from .masking import Masker, chinese_segmenter, has_cjk, word_ids_for
@@ -83,9 +93,9 @@ class FillMaskConfig:
     mask_replace_prob: float = attrs.field(default=0.8, validator=_probability)
     random_replace_prob: float = attrs.field(default=0.1, validator=_probability)
     whole_word_masking: bool = False
-    chinese_segmenter: str = attrs.field(default="auto", validator=_one_of("auto", "jieba", "char"))
+    chinese_segmenter: str = attrs.field(default="auto", validator=one_of("auto", "jieba", "char"))
     eval_seed: int = 1234
-    head: str = attrs.field(default="auto", validator=_one_of("auto", "pretrained", "new"))
+    head: str = attrs.field(default="auto", validator=one_of("auto", "pretrained", "new"))
     top_k: int = attrs.field(default=5, validator=_top_k)
 
     def __attrs_post_init__(self) -> None:
@@ -110,6 +120,7 @@ class FillMaskTask(Task):
     """
 
     name = "fill-mask"
+    head_levels = ("lm",)
     aliases = ("mlm", "cloze", "masked-lm")
     description = "masked-LM fine-tuning (domain adaptation) and [MASK] prediction"
     Config = FillMaskConfig

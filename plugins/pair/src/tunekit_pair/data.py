@@ -1,6 +1,6 @@
 """Reading sentence-pair data: two text columns (auto-detected or given) and a label.
 
-Besides every source :func:`tunekit.data.read_table` takes, tab-separated files
+Besides every source :func:`tunekit.plugin.read_table` takes, tab-separated files
 (``.tsv``, ``.tab``, ``.txt``) are read here line by line, with or without a header
 (LCQMC / AFQMC ship ``text_a \\t text_b \\t label`` with none), and without quote
 handling, because pair corpora hold unbalanced quotes inside their texts.
@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tunekit.data import find_column, is_path, read_table
-from tunekit.errors import DataError, close_matches_hint
+from tunekit.plugin import DataError, close_matches_hint, find_column, is_path, read_table
 
 #: Column pairs recognised without ``text_columns=`` (first match wins).
 PAIR_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -94,7 +93,7 @@ def read_rows(
     source: Any, *, name: str, text_columns: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """Row dicts of *source*: tab files read here (header optional), everything else
-    through :func:`tunekit.data.read_table` (tuples are ``(text_a, text_b[, label])``)."""
+    through :func:`tunekit.plugin.read_table` (tuples are ``(text_a, text_b[, label])``)."""
     if is_path(source) and Path(source).suffix.lower() in TAB_SUFFIXES and Path(source).is_file():
         if Path(source).stat().st_size == 0:
             raise DataError(f"{name} file {source} is empty")
@@ -157,7 +156,7 @@ def read_pairs(
     """Pair records ``{"text_a", "text_b", "label", "where"}`` from any accepted source.
 
     *where* names the record (and its line in a tab file) for later error messages.
-    Raises :class:`~tunekit.errors.DataError` naming the record for a missing text or
+    Raises :class:`~tunekit.plugin.DataError` naming the record for a missing text or
     label.
 
     Example::

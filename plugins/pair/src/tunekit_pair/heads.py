@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunekit.head import Head, pool
+from tunekit.plugin import Head, pool
 
 
 class BiEncoderHead(Head):
@@ -41,6 +41,7 @@ class BiEncoderHead(Head):
     """
 
     name = "bi-encoder"
+    level = "sequence"
 
     def __init__(
         self,

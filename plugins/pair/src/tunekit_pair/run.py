@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunekit.errors import ConfigError, DataError
-from tunekit.inference import autocast_for
-from tunekit.run import Run
+from tunekit.plugin import ConfigError, DataError, Run, autocast_for
 
 
 class PairRun(Run):

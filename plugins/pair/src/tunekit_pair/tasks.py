@@ -22,12 +22,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunekit.config import _one_of
-from tunekit.errors import ConfigError, DataError, ExportError
-from tunekit.head import Head
-from tunekit.labels import LabelSchema
-from tunekit.metrics import classification_metrics, regression_metrics
-from tunekit.task import Feature, Record, Task, default_collate
+from tunekit.plugin import (
+    ConfigError,
+    DataError,
+    ExportError,
+    Feature,
+    Head,
+    LabelSchema,
+    Record,
+    Task,
+    classification_metrics,
+    default_collate,
+    get_head,
+    one_of,
+    regression_metrics,
+)
 
 from .data import PAIR_COLUMNS, read_pairs
 from .heads import BiEncoderHead
@@ -92,14 +101,14 @@ class PairConfig:
 
     text_columns: tuple[str, str] | None = attrs.field(default=None, converter=_optional_columns)
     label_column: str | None = None
-    architecture: str = attrs.field(default="cross-encoder", validator=_one_of(*ARCHITECTURES))
+    architecture: str = attrs.field(default="cross-encoder", validator=one_of(*ARCHITECTURES))
     head: str = "linear"
     hidden: tuple[int, ...] = attrs.field(default=(512,), converter=_tuple_of_ints)
     dropout: float = 0.1
     activation: str = "relu"
-    pooling: str = attrs.field(default="mean", validator=_one_of("mean", "cls", "max"))
+    pooling: str = attrs.field(default="mean", validator=one_of("mean", "cls", "max"))
     similarity_loss: str = attrs.field(
-        default="auto", validator=_one_of("auto", "contrastive", "cosine")
+        default="auto", validator=one_of("auto", "contrastive", "cosine")
     )
     margin: float = 0.5
     projection: int | None = None
@@ -284,9 +293,7 @@ class PairTask(Task):
                 projection=cfg.projection,
                 dropout=cfg.dropout,
             )
-        from tunekit.plugins import get_state
-
-        head_cls = get_state().heads.get(cfg.head)
+        head_cls = get_head(cfg.head, task=self)
         return head_cls(
             backbone.hidden_size,
             self.head_outputs(),
@@ -306,7 +313,7 @@ class PairTask(Task):
         ``head="mlp", hidden=[hidden_size], activation="tanh", pooling="cls"``.
         Bi-encoder → ``AutoModel`` (``feature-extraction``): the caller pools the token
         embeddings of each text and takes the cosine similarity."""
-        from tunekit.export import (
+        from tunekit.plugin import (
             HFExport,
             feature_extraction,
             sequence_classification,

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunekit.errors import DataError
+from tunekit.plugin import DataError
 
 Record = dict[str, Any]
 
@@ -57,7 +57,7 @@ def read_source(source: Any, *, name: str) -> list[tuple[str, Mapping[str, Any]]
             f"{name} is a dict that is neither SQuAD JSON ({{'data': [{{'paragraphs': ...}}]}}) nor one "
             f"record with 'question' and 'context' (keys: {', '.join(map(str, list(source)[:8]))})"
         )
-    from tunekit.data import in_memory_rows
+    from tunekit.plugin import in_memory_rows
 
     source = in_memory_rows(source, name=name, accepts="a list of dicts", unit="questions")
     rows: list[tuple[str, Mapping[str, Any]]] = []
@@ -264,16 +264,19 @@ def _check_start(text: str, start: Any, context: str, where: str, *, fix: bool) 
         or (isinstance(start, float) and start.is_integer())
     )
     start = int(start) if valid else None
-    if start is not None and context[start : start + len(text)] == text:
+    # a negative start slices from the end of the context: never a valid offset
+    if start is not None and start >= 0 and context[start : start + len(text)] == text:
         return start
     found = [i for i in _occurrences(context, text)]
     if fix and found:
         # the occurrence nearest the given start (or the first when none was given)
         return min(found, key=lambda i: abs(i - start)) if start is not None else found[0]
     at = (
-        f"context[{start}:{start + len(text)}] is {context[start : start + len(text)]!r}"
-        if start is not None
-        else "answer_start is missing"
+        "answer_start is missing"
+        if start is None
+        else "answer_start is negative; character offsets count from 0"
+        if start < 0
+        else f"context[{start}:{start + len(text)}] is {context[start : start + len(text)]!r}"
     )
     if not found:
         raise DataError(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from tunekit.head import Head
+from tunekit.plugin import Head
 
 #: the logit of padding positions (finite, so fp16 and the cross-entropy stay finite)
 PADDING_LOGIT = -1e4
@@ -26,6 +26,7 @@ class SpanHead(Head):
     """
 
     name = "span"
+    level = "span"
     aliases = ("qa-span",)
 
     def __init__(self, in_features: int, *, dropout: float = 0.0) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.errors import ConfigError
-from tunekit.run import Run
+from tunekit.plugin import ConfigError, Run, predict_records
 
 
 class QARun(Run):
@@ -34,11 +33,11 @@ class QARun(Run):
         if metric not in ("f1", "exact"):
             raise ConfigError(f"tune_threshold(metric={metric!r}): use 'f1' or 'exact'")
         records = self.task.read(data, name="data")
-        predictions, _ = self._decode(records, with_labels=False, batch_size=batch_size, options={})
+        predictions, _ = predict_records(self, records, batch_size=batch_size)
         found = self.task.threshold_search(predictions, records)
         key = "best_null_threshold" if metric == "f1" else "best_exact_null_threshold"
         self.task.null_threshold = float(found[key])
-        predictions, _ = self._decode(records, with_labels=False, batch_size=batch_size, options={})
+        predictions, _ = predict_records(self, records, batch_size=batch_size)
         scores = self.task.metrics(predictions, records)
         return {
             "null_threshold": self.task.null_threshold,

@@ -20,10 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunekit import Task
-from tunekit.config import _one_of
-from tunekit.errors import ConfigError, DataError
-from tunekit.task import Feature, Record
+from tunekit.plugin import ConfigError, DataError, Feature, Record, Task, one_of
 
 from . import formats
 from .decoding import decode_question
@@ -64,7 +61,7 @@ class QAConfig:
     n_best_size: int = attrs.field(default=20, validator=_positive)
     allow_unanswerable: bool = False
     null_threshold: float = 0.0
-    language: str = attrs.field(default="auto", validator=_one_of("auto", "en", "zh"))
+    language: str = attrs.field(default="auto", validator=one_of("auto", "en", "zh"))
     fix_answer_start: bool = False
     dropout: float = 0.0
 
@@ -83,6 +80,7 @@ class QATask(Task):
     """
 
     name = "qa"
+    head_levels = ("span",)
     aliases = ("extractive-qa", "squad")
     description = (
         "extractive question answering (SQuAD 1.1/2.0, CMRC): windows with doc_stride, n-best "
@@ -222,6 +220,23 @@ class QATask(Task):
             raise ConfigError(
                 f"unknown predict option(s) {', '.join(unknown)} for task 'qa'; use {', '.join(sorted(known))}"
             )
+        for key in ("top_k", "max_answer_length", "n_best_size"):
+            value = options.get(key)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"predict option {key}={value!r} must be a whole number (int) >= 1; e.g. "
+                    f"{key}=3, or leave it out"
+                )
+        threshold = options.get("null_threshold")
+        if threshold is not None and (
+            not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
+        ):
+            raise ConfigError(
+                f"predict option null_threshold={threshold!r} must be a number (the score margin "
+                f"an empty answer needs); e.g. null_threshold=0.0, or leave it out"
+            )
         windows: list[list[dict[str, Any]]] = [[] for _ in records]
         for out, feat in zip(outputs, features):
             windows[feat["example_index"]].append(
@@ -318,8 +333,7 @@ class QATask(Task):
         positions, so the check compares the logits of the real tokens."""
         from transformers import AutoModelForQuestionAnswering
 
-        from tunekit.errors import ExportError
-        from tunekit.export import HFExport, encoder_model
+        from tunekit.plugin import ExportError, HFExport, encoder_model
 
         from .heads import SpanHead
 

@@ -3,7 +3,7 @@ character-per-line Chinese files, and in-memory rows.
 
 Every reader returns *raw sentences*: ``{"tokens": [...], "tags": [...] | None, "text":
 str | None, "offsets": [(start, end), ...] | None, "where": "data file x.conll line 12",
-"lines": [line number of each token] | None}``. Errors are :class:`~tunekit.errors.DataError`
+"lines": [line number of each token] | None}``. Errors are :class:`~tunekit.plugin.DataError`
 naming the file and line.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunekit.errors import DataError
+from tunekit.plugin import DataError
 
 CJK = "\u3400-\u9fff\uf900-\ufaff"
 #: a CJK character alone, a run of other word characters, or one punctuation mark

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from tunekit.head import ACTIVATIONS, Head
+from tunekit.plugin import ACTIVATIONS, Head
 
 #: added to the score of a forbidden transition / start / end (finite, so sums stay finite)
 FORBIDDEN = -1e4
@@ -31,6 +31,7 @@ class TokenClassifierHead(Head):
     """
 
     name = "token-softmax"
+    level = "token"
     aliases = ("softmax", "token-linear")
 
     def __init__(

@@ -24,12 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunekit import Task
-from tunekit.config import _one_of
-from tunekit.data import in_memory_rows
-from tunekit.errors import ConfigError, DataError
-from tunekit.labels import LabelSchema
-from tunekit.task import Feature, Record
+from tunekit.plugin import (
+    ConfigError,
+    DataError,
+    Feature,
+    LabelSchema,
+    Record,
+    Task,
+    get_head,
+    in_memory_rows,
+    one_of,
+)
 
 from . import formats
 from .schemes import (
@@ -81,7 +86,7 @@ class TaggingConfig:
     """
 
     scheme: str | None = attrs.field(default=None, converter=_scheme)
-    tag_kind: str = attrs.field(default="auto", validator=_one_of("auto", "entities", "tags"))
+    tag_kind: str = attrs.field(default="auto", validator=one_of("auto", "entities", "tags"))
     token_column: int = 0
     tag_column: int = -1
     tokens_field: str | None = None
@@ -89,10 +94,34 @@ class TaggingConfig:
     text_field: str | None = None
     tag_names: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
     label_all_subwords: bool = False
-    stride: int = 16
+    stride: int = attrs.field(default=16, validator=attrs.validators.ge(0))
     head: str = "softmax"
     hidden: tuple[int, ...] = attrs.field(default=(), converter=_tuple_of_ints)
     dropout: float = 0.1
+
+
+def _refuse_stray_tag(raw: list[dict[str, Any]]) -> None:
+    """Entity data (``O`` and ``B-``/``I-`` tags) with one tag that is neither would turn the
+    whole task into plain-tag mode (token accuracy, no spans): name that tag instead."""
+    tags = {t for r in raw for t in r["tags"]}
+    typed = {t for t in tags if is_entity_tagset([t]) and t != "O" and len(t) > 2}
+    if "O" not in tags or not typed:
+        return
+    for r in raw:
+        for i, tag in enumerate(r["tags"]):
+            if not is_entity_tagset([tag]):
+                lines = r.get("lines")
+                where = (
+                    f"{r['where'].split(' line ')[0]} line {lines[i]}"
+                    if lines
+                    else f"{r['where']} token {i}"
+                )
+                raise DataError(
+                    f"{where} ({r['tokens'][i]!r}) has tag {tag!r}, which is not an "
+                    f"entity tag (O, or B-/I-/E-/S- and a type), while the other tags are (e.g. "
+                    f"{sorted(typed)[0]!r}). Fix the tag, or pass tag_kind='tags' to treat all "
+                    f"tags as plain tags (token accuracy, no entity spans)"
+                )
 
 
 class TaggingTask(Task):
@@ -109,6 +138,7 @@ class TaggingTask(Task):
     """
 
     name = "token-tagging"
+    head_levels = ("token",)
     aliases = ("ner", "pos", "tagging", "token-classification")
     description = (
         "one tag per word: NER (IOB1/IOB2/BIOES/BMES, optional CRF) or POS; Chinese per character"
@@ -138,6 +168,8 @@ class TaggingTask(Task):
         kind = self.config.tag_kind
         if kind == "auto":
             kind = "entities" if is_entity_tagset(t for r in raw for t in r["tags"]) else "tags"
+            if kind == "tags":
+                _refuse_stray_tag(raw)
         scheme = detect_scheme(r["tags"] for r in raw) if kind == "entities" else None
         for r in raw:
             r["kind"], r["scheme"] = kind, scheme
@@ -306,19 +338,12 @@ class TaggingTask(Task):
 
     # ---- model ----------------------------------------------------------------------------
     def build_head(self, backbone: Any) -> Any:
-        from tunekit.plugins import get_state
-
         schema = self.require_schema()
-        head_cls = get_state().heads.get(self.config.head)
+        head_cls = get_head(self.config.head, task=self)  # token-level heads only
         options: dict[str, Any] = {"hidden": self.config.hidden, "dropout": self.config.dropout}
-        if "allowed" in inspect.signature(head_cls.__init__).parameters:
-            if self.kind == "entities":
-                matrix, start, end = allowed_transitions(schema.labels, self.scheme)
-                options.update(allowed=matrix, allowed_start=start, allowed_end=end)
-        elif not getattr(head_cls, "token_level", True) or head_cls.name in ("linear", "mlp"):
-            raise ConfigError(
-                f"head={self.config.head!r} pools the sentence; token-tagging needs 'softmax' or 'crf'"
-            )
+        if "allowed" in inspect.signature(head_cls.__init__).parameters and self.kind == "entities":
+            matrix, start, end = allowed_transitions(schema.labels, self.scheme)
+            options.update(allowed=matrix, allowed_start=start, allowed_end=end)
         return head_cls(backbone.hidden_size, schema.num_labels, **options)
 
     def loss(
@@ -427,8 +452,12 @@ class TaggingTask(Task):
         """``AutoModelForTokenClassification`` (``token-classification`` pipeline); needs the
         ``softmax`` head with no hidden layer. A CRF head is refused: its Viterbi decoding
         over word-to-word transitions has no transformers equivalent."""
-        from tunekit.errors import ExportError
-        from tunekit.export import HFExport, token_classification, token_classification_check
+        from tunekit.plugin import (
+            ExportError,
+            HFExport,
+            token_classification,
+            token_classification_check,
+        )
 
         what = f"task {self.name!r}"
         if hasattr(model.head, "crf"):

@@ -23,19 +23,27 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from tunekit.config import TrainingConfig
-from tunekit.errors import ConfigError, UnknownNameError
-from tunekit.head import Head, pool
-from tunekit.history import History
-from tunekit.models import Backbone
-from tunekit.strategy import Strategy
-from tunekit.task import Feature, Record, Task, default_collate
+from tunekit.plugin import (
+    Backbone,
+    ConfigError,
+    Feature,
+    Head,
+    History,
+    Record,
+    Strategy,
+    Task,
+    TrainingConfig,
+    UnknownNameError,
+    default_collate,
+    pool,
+)
 
 
 class PooledHead(Head):
     """Mean-pooled embedding, nothing trainable (SimCSE trains the encoder itself)."""
 
     name = "pooled"
+    level = "sequence"
 
     def forward(
         self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
@@ -107,10 +115,9 @@ def adapt_encoder(
     temperature: float,
 ) -> tuple[Any, History]:
     """Fine-tune *backbone*'s encoder on *texts* with *method*; returns the trained
-    :class:`~tunekit.taskmodel.TaskModel` (encoder as the strategy left it: adapters
+    :class:`~tunekit.plugin.TaskModel` (encoder as the strategy left it: adapters
     attached, layer mix installed; eval mode) and the training history."""
-    from tunekit.api import build_run
-    from tunekit.plugins import get_state
+    from tunekit.plugin import build_run, get_task
 
     if strategy.name == "frozen":
         raise ConfigError(
@@ -118,7 +125,7 @@ def adapt_encoder(
         )
     if method == "mlm":
         try:
-            task: Task = get_state().tasks.get("fill-mask")()
+            task: Task = get_task("fill-mask")()
         except UnknownNameError as exc:
             raise ConfigError(
                 "adapt='mlm' needs the fill-mask task, which is not installed: pip install tunekit-fill-mask "

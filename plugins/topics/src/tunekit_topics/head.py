@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from tunekit.head import Head, pool
+from tunekit.plugin import Head, pool
 
 
 class TopicHead(Head):
@@ -31,6 +31,7 @@ class TopicHead(Head):
     """
 
     name = "topics"
+    level = "sequence"
 
     def __init__(
         self,

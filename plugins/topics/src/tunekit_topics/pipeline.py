@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 from scipy import sparse
 
-from tunekit.errors import ConfigError, DataError
+from tunekit.plugin import ConfigError, DataError
 
 logger = logging.getLogger("tunekit")
 

@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from tunekit.errors import ConfigError, DataError
-from tunekit.run import Run
+from tunekit.plugin import ConfigError, DataError, Run
 
 
 class TopicRun(Run):
     """What ``finetune(task="topics", ...)`` and ``tunekit.load()`` of its bundle return.
 
-    A :class:`tunekit.run.Run` (``history``, ``metrics``, ``save()``, ``predict()``) plus
+    A :class:`tunekit.Run` (``history``, ``metrics``, ``save()``, ``predict()``) plus
     the BERTopic-style surface: ``topics_``, ``probabilities_``, ``topic_info()``,
     ``get_topic()``, ``transform()``, ``plot()`` (2D map) and ``plot_barchart()``.
 

@@ -30,12 +30,21 @@ import attrs
 import numpy as np
 import torch
 
-from tunekit.config import TrainingConfig, _one_of
-from tunekit.data import find_column, is_missing, read_table, text_inputs
-from tunekit.errors import ConfigError, DataError
-from tunekit.head import Head
-from tunekit.history import History
-from tunekit.task import Feature, Record, Task
+from tunekit.plugin import (
+    ConfigError,
+    DataError,
+    Feature,
+    Head,
+    History,
+    Record,
+    Task,
+    TrainingConfig,
+    find_column,
+    is_missing,
+    one_of,
+    read_table,
+    text_inputs,
+)
 
 from . import pipeline
 from .adapt import ADAPT_METHODS, adapt_encoder
@@ -128,13 +137,13 @@ class TopicsConfig:
     n_topics: int | None = attrs.field(default=None, validator=_optional_positive)
     nr_topics: int | None = attrs.field(default=None, validator=_optional_positive)
     reduce_outliers: bool = False
-    reduction: str = attrs.field(default="auto", validator=_one_of("auto", "umap", "pca", "none"))
+    reduction: str = attrs.field(default="auto", validator=one_of("auto", "umap", "pca", "none"))
     n_components: int = attrs.field(default=5, validator=_optional_positive)
     n_neighbors: int = attrs.field(default=15, validator=_optional_positive)
     stop_words: Any = attrs.field(default="english", converter=_stop_words)
     ngram_range: tuple[int, int] = attrs.field(default=(1, 1), converter=_ngrams)
     min_df: int = attrs.field(default=1, validator=_optional_positive)
-    language: str = attrs.field(default="auto", validator=_one_of("auto", "en", "zh"))
+    language: str = attrs.field(default="auto", validator=one_of("auto", "en", "zh"))
     top_n_words: int = attrs.field(default=10, validator=_optional_positive)
     reduce_frequent_words: bool = False
     adapt: str | None = attrs.field(default=None, validator=_adapt)
@@ -280,12 +289,13 @@ class TopicsTask(Task):
         **_: Any,
     ):
         """Fit the topic model on *data* and return a :class:`~tunekit_topics.run.TopicRun`."""
-        from tunekit.api import _check_max_length
-        from tunekit.models import load_backbone
-        from tunekit.strategies.frozen import FrozenConfig, FrozenStrategy
-        from tunekit.strategies.full import FullStrategy
-        from tunekit.taskmodel import TaskModel
-        from tunekit.trainer import resolve_precision
+        from tunekit.plugin import (
+            TaskModel,
+            check_max_length,
+            load_backbone,
+            new_strategy,
+            resolve_precision,
+        )
 
         training = training or TrainingConfig()
         cfg = self.config
@@ -299,12 +309,12 @@ class TopicsTask(Task):
         pipeline.check_documents(texts, min_topic_size=cfg.min_topic_size, n_topics=cfg.n_topics)
         method = pipeline.reduction_method(cfg.reduction)
         backbone = load_backbone(model)
-        _check_max_length(training, backbone)
+        check_max_length(training, backbone)
         history = History()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         precision = resolve_precision(training.precision, device)
         if cfg.adapt:
-            strategy = strategy or FullStrategy()
+            strategy = strategy or new_strategy("full")
             identity = (
                 {**backbone.identity(), "adapted": cfg.adapt}  # before adapters are attached to it
                 if not strategy.stores_encoder
@@ -334,7 +344,7 @@ class TopicsTask(Task):
                     "topics: strategy=%r only applies with adapt=...; the encoder is used as is",
                     strategy.name,
                 )
-            final_strategy = FrozenStrategy(FrozenConfig(cache_features=False))
+            final_strategy = new_strategy("frozen", cache_features=False)
             identity = backbone.identity()
             taskmodel = TaskModel(backbone.model, TopicHead(backbone.hidden_size))
             final_strategy.apply(taskmodel)
@@ -403,7 +413,7 @@ def embed(
     progress bar when ``progress`` is on (default: when stderr is a terminal)."""
     from tqdm.auto import tqdm
 
-    from tunekit.inference import compute_outputs
+    from tunekit.plugin import compute_outputs
 
     features = task.encode(records, tokenizer, max_length=training.max_length, with_labels=False)
     batch_size = training.eval_batch_size or 2 * training.batch_size
