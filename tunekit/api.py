@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import check_writable_directory
+from .atomic import check_save_target, check_writable_directory
 from .config import TrainingConfig, build_config, split_options
 from .data import split_records
 from .errors import ConfigError
-from .log import set_verbosity
+from .language import default_model_for
+from .log import quiet_libraries, set_verbosity
 from .models import Backbone, load_backbone
 from .plugins import ModelAlias, get_state
 from .run import Run
@@ -49,6 +51,7 @@ def list_models() -> dict[str, ModelAlias]:
     return {name: models.get(name) for name in models.names()}
 
 
+@quiet_libraries()
 def finetune(
     task: str,
     *,
@@ -56,6 +59,7 @@ def finetune(
     model: str | os.PathLike | None = None,
     eval_data: Any = None,
     strategy: str = "full",
+    export: str | os.PathLike | None = None,
     **options: Any,
 ) -> Run:
     """Fine-tune *model* for *task* on *data* and return the trained :class:`Run`.
@@ -66,9 +70,17 @@ def finetune(
     (``r``, ``k``...). A misspelled option is an error with close matches.
 
     Without *eval_data*, a seeded stratified ``eval_split`` (default 0.1) is held out;
-    ``eval_split=0`` trains without evaluation. With ``output_dir``, checkpoints go to
-    ``output_dir/checkpoints`` (``resume=True`` continues from the latest) and the final
-    bundle to ``output_dir/bundle``.
+    ``eval_split=0`` trains without evaluation; a 🤗 ``DatasetDict`` given as *data*
+    trains on its ``train`` split and evaluates on its ``validation`` split when it has one.
+    With ``output_dir``, checkpoints go to ``output_dir/checkpoints`` (``resume=True``
+    continues from the latest) and the final bundle to ``output_dir/bundle``; once that
+    bundle is saved the checkpoints are deleted (they only serve resuming an unfinished
+    run; ``keep_checkpoints_after_training=True`` keeps them), and ``resume=True`` on a
+    finished run returns its bundle.
+
+    *export*: a directory to export the trained model to as a 🤗 transformers model
+    (``run.export(export)``); whether the run's head can be exported is checked before
+    training, so an unexportable head fails in seconds with the options that would export.
 
     Example::
 
@@ -83,12 +95,25 @@ def finetune(
     )
     training = build_config(TrainingConfig, training_opts, owner="training")
     set_verbosity(training.verbose)
+    if training.checkpoint_steps and not training.output_dir:
+        raise ConfigError(
+            f"checkpoint_steps={training.checkpoint_steps} needs output_dir=...: checkpoints are "
+            f"written to output_dir/checkpoints; pass output_dir, or drop checkpoint_steps"
+        )
     task_obj = task_cls(build_config(task_cls.Config, task_opts, owner=f"task {task_cls.name!r}"))
     strategy_obj = strategy_cls(
         build_config(strategy_cls.Config, strategy_opts, owner=f"strategy {strategy_cls.name!r}")
     )
     if training.output_dir:
         check_writable_directory(training.output_dir)  # before hours of training, not after
+        check_save_target(Path(training.output_dir) / "bundle", option="output_dir")
+        finished = _finished_run(training, task_cls.name, strategy_cls.name)
+        if finished is not None:
+            return finished
+    if export is not None:
+        check_writable_directory(export, option="export")
+    if eval_data is None:
+        eval_data = _validation_split(data)
     if not task_cls.supervised:
         return task_obj.fit(
             model=model, data=data, eval_data=eval_data, strategy=strategy_obj, training=training
@@ -106,10 +131,21 @@ def finetune(
         )
     else:
         eval_records = []
+    if training.early_stopping_patience and not eval_records:
+        raise ConfigError(
+            f"early_stopping_patience={training.early_stopping_patience} needs evaluation data "
+            f"(it stops when the eval metric stops improving), but this run has none "
+            f"(eval_split={training.eval_split}); pass eval_data=... or eval_split>0, or drop "
+            f"early_stopping_patience"
+        )
     task_obj.setup(train_records)
+    if model is None:  # the embedded default, or the multilingual one for text it cannot read
+        model = default_model_for(train_records)
     backbone = load_backbone(model)
     _check_max_length(training, backbone)
     trainer, run = build_run(task_obj, strategy_obj, backbone, training)
+    if export is not None:
+        _check_exportable(run)
     train_features = task_obj.encode(
         train_records, backbone.tokenizer, max_length=training.max_length, with_labels=True
     )
@@ -123,11 +159,115 @@ def finetune(
     history = trainer.fit(train_features, eval_features, eval_records)
     run.model = trainer.model
     run.history = history
+    run.eval_records = eval_records  # held-out records for run.export(format="onnx")'s gates
     if eval_features:
         run.metrics, _ = trainer.evaluate(eval_features, eval_records)
     if training.output_dir:
-        run.save(Path(training.output_dir) / "bundle")
+        run.bundle_path = run.save(Path(training.output_dir) / "bundle")
+        if not training.keep_checkpoints_after_training:
+            _delete_checkpoints(Path(training.output_dir))
+    if export is not None:
+        run.export(export)
     return run
+
+
+def _validation_split(data: Any) -> Any:
+    """A ``DatasetDict``'s ``validation`` split (its evaluation data), else ``None``; its
+    other splits besides ``train`` are named in a warning, never silently dropped."""
+    from .data import _is_dataset_dict
+
+    if not _is_dataset_dict(data):
+        return None
+    unused = [name for name in data if name not in ("train", "validation")]
+    if unused:
+        logger.warning(
+            "data is a DatasetDict: training on its 'train' split%s; split(s) %s are not used "
+            "(pass eval_data=data[%r] to evaluate on one, or run.evaluate(data[%r]) after training)",
+            ", evaluating on 'validation'" if "validation" in data else "",
+            ", ".join(map(repr, unused)),
+            unused[0],
+            unused[0],
+        )
+    return data.get("validation")
+
+
+def _check_exportable(run: Run) -> None:
+    """Refuse, before training, a run whose head cannot be exported to transformers."""
+    from .errors import ExportError
+    from .export import hf_export
+
+    try:
+        hf_export(run)
+    except ExportError as exc:
+        raise ExportError(
+            f"export= was asked for, but this run cannot be exported to transformers (checked before "
+            f"training): {exc}"
+        ) from None
+
+
+#: training options that may differ when a finished run is asked to resume
+_RESUME_FREE = {
+    "resume",
+    "progress",
+    "verbose",
+    "output_dir",
+    "logging_dir",
+    "report_to",
+    "run_name",
+    "num_threads",
+    "keep_checkpoints",
+    "keep_checkpoints_after_training",
+    "eval_batch_size",
+}
+
+
+def _finished_run(training: TrainingConfig, task: str, strategy: str) -> Run | None:
+    """With ``resume=True``: the finished run in ``output_dir`` (its bundle, saved when its
+    checkpoints were deleted) when there is no checkpoint left to resume from, else ``None``.
+    A bundle trained with other options is refused, naming them."""
+    from .bundle import find_bundle
+    from .config import config_to_dict
+    from .trainer import CHECKPOINTS_DIR, latest_checkpoint
+
+    root = Path(training.output_dir)
+    if not training.resume or latest_checkpoint(root / CHECKPOINTS_DIR) is not None:
+        return None
+    bundle = find_bundle(root)
+    if bundle is None or bundle == root:
+        return None
+    run = load(bundle)
+    ours, theirs = config_to_dict(training), config_to_dict(run.training)
+    differing = [k for k in ours if k not in _RESUME_FREE and k in theirs and ours[k] != theirs[k]]
+    if run.task.name != task or run.strategy.name != strategy:
+        differing[:0] = ["task/strategy"]
+    if differing:
+        raise ConfigError(
+            f"resume=True: the run in {root} finished (its bundle is {bundle}, its checkpoints were "
+            f"deleted) with other options: {', '.join(differing)}. Resume with the same options, or "
+            f"train into another output_dir"
+        )
+    logger.info("resume=True: the run in %s finished; returning its bundle %s", root, bundle)
+    run.bundle_path = str(bundle)
+    return run
+
+
+def _delete_checkpoints(output_dir: Path) -> None:
+    """Delete the checkpoints the trainer wrote under ``output_dir/checkpoints`` (only those:
+    ``checkpoint-<step>`` directories and half-written ``.checkpoint-*.partial`` ones)."""
+    import re
+    import shutil
+
+    from .bundle import _is_main_process
+    from .trainer import CHECKPOINTS_DIR
+
+    root = output_dir / CHECKPOINTS_DIR
+    if not root.is_dir() or not _is_main_process():
+        return
+    for path in root.iterdir():
+        if path.is_dir() and re.fullmatch(r"\.?checkpoint-\d+(\..*\.partial)?", path.name):
+            shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when nothing else is in it
 
 
 def build_run(
@@ -164,6 +304,13 @@ def build_run(
 
 
 def _check_max_length(training: TrainingConfig, backbone: Backbone) -> None:
+    specials = _special_token_count(backbone.tokenizer)
+    if specials is not None and training.max_length <= specials:
+        raise ConfigError(
+            f"max_length={training.max_length} leaves no room for text: the tokenizer of model "
+            f"{backbone.name!r} adds {specials} special tokens (e.g. [CLS] and [SEP]) to a pair "
+            f"of texts; use max_length>={specials + 1} (typically 128 or more)"
+        )
     limit = getattr(backbone.config, "max_position_embeddings", None)
     if limit and training.max_length > limit:
         raise ConfigError(
@@ -172,14 +319,55 @@ def _check_max_length(training: TrainingConfig, backbone: Backbone) -> None:
         )
 
 
-def load(path: str | os.PathLike, *, device: str | None = None) -> Run:
+@quiet_libraries()
+def _special_token_count(tokenizer: Any) -> int | None:
+    """Special tokens the tokenizer adds to a text pair (the most any task adds)."""
+    count = getattr(tokenizer, "num_special_tokens_to_add", None)
+    if count is None:
+        return None
+    try:
+        return int(count(pair=True))
+    except Exception:  # a tokenizer that cannot tell: nothing to check against
+        return None
+
+
+def load(
+    path: str | os.PathLike, *, device: str | None = None, backend: str = "torch"
+) -> Run:
     """Load a bundle written by ``run.save()``, verifying every file against its manifest.
+
+    *path* may also be an ONNX export (``run.export(dir, format="onnx")``), served through
+    onnxruntime (:class:`tunekit.onnx_runtime.OnnxRun`). ``backend="onnx"`` on a bundle
+    exports it to ONNX on the fly (parity-checked on a probe batch) and serves that.
+
+    *path* may also be a ``finetune(output_dir=...)`` directory (CLI ``--output``): its
+    ``bundle/`` is loaded.
 
     Example::
 
         model = tunekit.load("out/sentiment")
         model.predict("a dull, lifeless mess")
     """
-    from .bundle import load_bundle
+    from .bundle import find_bundle, load_bundle
+    from .onnx_runtime import is_onnx_export
 
-    return load_bundle(path, device=device)
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"backend={backend!r} is not known; use 'torch' or 'onnx'")
+    if is_onnx_export(path):
+        from .onnx_runtime import load_onnx
+
+        return load_onnx(path)
+    run = load_bundle(find_bundle(path) or path, device=device)
+    if backend == "onnx":
+        return _onnx_of(run)
+    return run
+
+
+def _onnx_of(run: Run) -> Run:
+    """*run* exported to ONNX in a temporary directory and served from there."""
+    import tempfile
+
+    from .onnx_runtime import load_onnx
+
+    with tempfile.TemporaryDirectory(prefix="tunekit-onnx-") as tmp:
+        return load_onnx(run.export(Path(tmp) / "onnx", format="onnx"))

@@ -95,6 +95,62 @@ def load_config_file(path: str) -> dict[str, Any]:
     return data
 
 
+def _default(field: Any) -> str:
+    default = field.default
+    if default is None or type(default).__name__ == "Factory":
+        return ""
+    if isinstance(default, bool):
+        return f" (default: {'true' if default else 'false'})"
+    if isinstance(default, tuple):
+        default = list(default)
+    return f" (default: {default if isinstance(default, str) else json.dumps(default)})"
+
+
+def _flags(config_cls: type) -> list[str]:
+    import attrs
+
+    if not attrs.has(config_cls):
+        return []
+    return [f"--{f.name.replace('_', '-')}{_default(f)}" for f in attrs.fields(config_cls)]
+
+
+def options_listing() -> str:
+    """Every option ``tunekit finetune`` takes, generated from the attrs configs: the
+    training options, then each registered task's and strategy's own.
+
+    Example::
+
+        print(options_listing())   # the end of `tunekit finetune --help`
+    """
+    import textwrap
+
+    from .config import TrainingConfig
+    from .plugins import get_state
+
+    lines = ["training options (every task and strategy; see docs/configuration.md):"]
+    lines += [f"  {flag}" for flag in _flags(TrainingConfig)]
+    state = get_state()
+    for kind, registry in (("task", state.tasks), ("strategy", state.strategies)):
+        for name in registry.names():
+            flags = ", ".join(_flags(registry.get(name).Config)) or "(none)"
+            lines.append(f"{kind} {name!r} options:")
+            lines += textwrap.wrap(
+                flags, 96, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+            )
+    lines.append(
+        "Values are JSON where they parse (--hidden [256,128], --eval-split 0), else strings; "
+        "a bare flag is true, --no-FLAG false."
+    )
+    return "\n".join(lines)
+
+
+def _with_options_listing(help_text: str) -> str:
+    try:
+        return f"{help_text}\n{options_listing()}\n"
+    except TunekitError as exc:  # a plugin clash: still show the rest of the help
+        return f"{help_text}\n(options of tasks and strategies unavailable: {exc})\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunekit", description="Fine-tune transformer encoders for NLP tasks."
@@ -106,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser(
         "finetune",
         help="fine-tune a model and save a bundle",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a model. Any finetune() option is a flag: --epochs 3 --batch-size 32 "
         "--learning-rate 5e-5 --max-length 128 --precision bf16 --text-column review --r 8 ...",
     )
@@ -120,7 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-data", default=None, help="evaluation data file (default: an eval_split of --data)"
     )
     ft.add_argument("--strategy", default=None, help="fine-tuning strategy (default: full)")
-    ft.add_argument("--output", default=None, help="directory to write the bundle to")
+    ft.add_argument(
+        "--output",
+        "--output-dir",
+        dest="output",
+        default=None,
+        help="run directory: checkpoints go to OUTPUT/checkpoints while training (deleted once the "
+        "bundle is saved, unless --keep-checkpoints-after-training), the bundle to OUTPUT/bundle; "
+        "`tunekit predict OUTPUT` loads it. Without it the model is not saved",
+    )
+    ft.add_argument(
+        "--export",
+        default=None,
+        help="also export the trained model to this directory as a transformers model; checked "
+        "before training (an unexportable head fails at once, naming the options that export)",
+    )
+    ft.add_argument(
+        "--sign-key-file",
+        default=None,
+        help="sign the --output bundle with the key in this file (HMAC-SHA256); load it with "
+        "--verify-key-file",
+    )
     ft.add_argument(
         "--config", default=None, help="JSON/YAML file of finetune() options (flags override it)"
     )
@@ -131,14 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
         "on the evaluation data) to",
     )
 
-    pr = sub.add_parser("predict", help="predict with a saved bundle")
-    pr.add_argument("bundle")
+    ft.format_help = lambda: _with_options_listing(argparse.ArgumentParser.format_help(ft))
+
+    columns_help = (
+        "Column options of the task name the data's columns as in finetune (--text-column review "
+        "--label-column sentiment; see `tunekit finetune --help`); by default the columns the model "
+        "was trained on, else the usual names."
+    )
+    pr = sub.add_parser("predict", help="predict with a saved bundle", epilog=columns_help)
+    pr.add_argument("bundle", help="bundle directory, or a finetune --output directory")
+    pr.add_argument(
+        "--verify-key-file",
+        default=None,
+        help="refuse the bundle unless it was signed (--sign-key-file) with the key in this file",
+    )
     pr.add_argument("inputs", nargs="*", help="inputs (texts; JSON for structured inputs)")
     pr.add_argument(
         "--input",
         dest="input_file",
         default=None,
-        help="file with one input per line (text or JSON)",
+        help="file with one input per line (text or JSON), or a table (.csv, .tsv, .jsonl, "
+        ".parquet) whose text column(s) are read",
     )
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument(
@@ -152,9 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
         "like finetune flags)",
     )
 
-    ev = sub.add_parser("evaluate", help="evaluate a saved bundle on labelled data")
-    ev.add_argument("bundle")
-    ev.add_argument("--data", required=True)
+    ev = sub.add_parser(
+        "evaluate", help="evaluate a saved bundle on labelled data", epilog=columns_help
+    )
+    ev.add_argument("bundle", help="bundle directory, or a finetune --output directory")
+    ev.add_argument(
+        "--verify-key-file",
+        default=None,
+        help="refuse the bundle unless it was signed (--sign-key-file) with the key in this file",
+    )
+    ev.add_argument("--data", required=True, help="labelled data file")
 
     ex = sub.add_parser(
         "export",
@@ -163,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with the same predictions (adapters merged, head mapped onto the AutoModelFor... class).",
     )
     ex.add_argument("bundle")
+    ex.add_argument(
+        "--verify-key-file",
+        default=None,
+        help="refuse the bundle unless it was signed (--sign-key-file) with the key in this file",
+    )
     ex.add_argument("output", help="directory to write the exported model to")
     ex.add_argument(
         "--format", default="hf", help="hf (transformers, default) or onnx (needs optimum)"
@@ -177,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="versions, device, plugins and what they registered; exit 1 if a plugin failed",
     )
     return parser
+
+
+def _read_key_file(path: str | None, flag: str) -> bytes | None:
+    """The key in *path* (surrounding whitespace dropped), or ``None`` without the flag."""
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path} cannot be read ({exc.strerror or exc})") from None
+    if not key:
+        raise ConfigError(f"{flag} {path} is empty; put a secret key (e.g. 32 random bytes) in it")
+    return key
 
 
 def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
@@ -194,10 +309,22 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError("--task is required (see `tunekit tasks`)")
     if options.get("data") is None:
         raise ConfigError("--data is required: a CSV/TSV/JSON Lines/JSON/Parquet file")
+    sign_key = _read_key_file(args.sign_key_file, "--sign-key-file")
+    if sign_key is not None and not args.output:
+        raise ConfigError("--sign-key-file signs the bundle --output writes; pass --output DIR too")
     if args.output:
-        from .atomic import check_writable_directory
+        from .atomic import check_save_target, check_writable_directory
 
         check_writable_directory(args.output, option="--output")
+        # before training, not after
+        check_save_target(Path(args.output) / "bundle", option="--output")
+        options["output_dir"] = args.output
+    if args.export:
+        options["export"] = args.export
+    if not options.get("output_dir"):
+        print(
+            "tunekit: note: no --output DIR: the trained model will not be saved", file=sys.stderr
+        )
     run = finetune(task, **options)
     print(run.history)
     if run.metrics:
@@ -207,8 +334,15 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
                 f"{k}={v:.4f}" for k, v in run.metrics.items() if isinstance(v, (int, float))
             )
         )
-    if args.output:
-        print(f"saved bundle: {run.save(args.output)}")
+    if run.bundle_path:
+        if sign_key:
+            run.save(run.bundle_path, sign_key=sign_key)
+        output = options["output_dir"]
+        print(f"saved bundle: {run.bundle_path} (use it with: tunekit predict {output} TEXT)")
+    else:
+        print("model not saved (pass --output DIR to keep it)")
+    if args.export:
+        print(f"exported: {args.export}")
     if args.plots:
         plots = Path(args.plots)
         print(f"learning curve: {run.plot(plots / 'learning_curve.png')}")
@@ -245,7 +379,18 @@ def _read_inputs(args: argparse.Namespace) -> list[Any]:
         path = Path(args.input_file)
         if not path.is_file():
             raise ConfigError(f"--input file {path} not found")
-        items += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            from .errors import DataError
+
+            line = raw[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"--input file {path} is not UTF-8 (line {line}, byte {exc.start}); re-save it "
+                f"as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
+        items += [line for line in text.splitlines() if line.strip()]
     if not items:
         raise ConfigError("nothing to predict: give inputs as arguments or --input FILE")
     parsed = []
@@ -262,7 +407,7 @@ def _read_inputs(args: argparse.Namespace) -> list[Any]:
     return parsed
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
     from .api import load
 
     options = {}
@@ -271,17 +416,47 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if not sep or not name.strip():
             raise ConfigError(f"--option {item!r}: write NAME=VALUE, e.g. --option top_k=5")
         options[name.strip().replace("-", "_")] = _value(value)
-    run = load(args.bundle)
-    inputs = _read_inputs(args)
-    for pred in run.predict(inputs, batch_size=args.batch_size, **options):
+    from .run import check_batch_size
+
+    check_batch_size(args.batch_size, option="--batch-size")  # before loading the bundle
+    table = args.input_file and Path(args.input_file).suffix.lower() in TABLE_SUFFIXES
+    if table and not Path(args.input_file).is_file():
+        raise ConfigError(f"--input file {args.input_file} not found")
+    inputs = Path(args.input_file) if table and not args.inputs else _read_inputs(args)
+    run = load(args.bundle, verify_key=_read_key_file(args.verify_key_file, "--verify-key-file"))
+    columns = _column_options(run, extra)
+    for pred in run.predict(inputs, batch_size=args.batch_size, **columns, **options):
         print(json.dumps(pred, ensure_ascii=False, default=str))
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+#: ``--input`` files read as tables (their text column) rather than one input per line
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
+
+
+def _column_options(run: Any, extra: list[str]) -> dict[str, Any]:
+    """``--text-column review ...`` → the task's column options; anything else is refused."""
+    options = parse_extra_options(extra)
+    known = run.column_options()
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        from .errors import close_matches_hint
+
+        flags = [k.replace("_", "-") for k in known]
+        raise ConfigError(
+            f"unknown option --{unknown[0].replace('_', '-')}"
+            f"{close_matches_hint(unknown[0].replace('_', '-'), flags) or '.'} Column options of "
+            f"task {run.task.name!r}: {', '.join('--' + f for f in flags) or '(none)'}"
+        )
+    return options
+
+
+def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     from .api import load
 
-    metrics = load(args.bundle).evaluate(args.data)
+    key = _read_key_file(args.verify_key_file, "--verify-key-file")
+    run = load(args.bundle, verify_key=key)
+    metrics = run.evaluate(args.data, **_column_options(run, extra))
     for key, value in metrics.items():
         print(f"{key}\t{value:.6f}" if isinstance(value, float) else f"{key}\t{value}")
     return 0
@@ -289,16 +464,103 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .api import load
+    from .errors import ExportError
     from .export import EXPORT_FILE
 
-    path = load(args.bundle).export(args.output, format=args.format)
+    key = _read_key_file(args.verify_key_file, "--verify-key-file")
+    run = load(args.bundle, verify_key=key)
+    try:
+        path = run.export(args.output, format=args.format)
+    except ExportError as exc:
+        if args.format != "hf":
+            raise
+        raise ExportError(
+            f"{exc}. Or export the model as trained, whatever its head: "
+            f"tunekit export {args.bundle} {args.output} --format onnx"
+        ) from None
     print(f"exported: {path}")
     info_file = Path(path) / EXPORT_FILE
     if info_file.is_file():
         info = json.loads(info_file.read_text(encoding="utf-8"))
-        options = "".join(f", {k}={v!r}" for k, v in info["pipeline_options"].items())
-        print(f'load it with: transformers.pipeline("{info["pipeline"]}", model="{path}"{options})')
+        print("load it with:")
+        print(loading_code(info, path, max_length=run.training.max_length))
     return 0
+
+
+#: the model class that loads each exported ``pipeline`` task where the installed
+#: transformers has no such pipeline (transformers 5 removed ``question-answering``)
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "fill-mask": "AutoModelForMaskedLM",
+    "feature-extraction": "AutoModel",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
+
+
+def loading_code(info: dict[str, Any], path: str, *, max_length: int) -> str:
+    """Python that loads the export at *path* and runs it on the transformers installed
+    here: the ``pipeline`` call (with the options that give tunekit's predictions and the
+    run's ``max_length``) when this transformers has that pipeline, else the
+    ``AutoModelFor...`` class and its tokenizer with the same truncation.
+
+    Example::
+
+        print(loading_code({"pipeline": "text-classification"}, "out/hf", max_length=128))
+    """
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    pipeline = info["pipeline"]
+    options = dict(info.get("pipeline_options") or {})
+    if pipeline in SUPPORTED_TASKS:
+        text = '"..."'
+        if pipeline == "question-answering":
+            options.setdefault("max_seq_len", max_length)
+            call = 'pipe(question="...", context="..."'
+        elif pipeline == "fill-mask":
+            text = '"... " + pipe.tokenizer.mask_token + " ..."'
+            call = (
+                f"pipe({text}, tokenizer_kwargs={{'truncation': True, 'max_length': {max_length}}}"
+            )
+        elif pipeline == "feature-extraction":
+            call = (
+                f"pipe({text}, tokenize_kwargs={{'truncation': True, 'max_length': {max_length}}}"
+            )
+        else:
+            call = f"pipe({text}, truncation=True, max_length={max_length}"
+        shown = "".join(f", {k}={v!r}" for k, v in options.items())
+        return "\n".join(
+            [
+                "from transformers import pipeline",
+                f'pipe = pipeline("{pipeline}", model="{path}")',
+                f"{call}{shown})",
+            ]
+        )
+    auto = AUTO_CLASSES.get(pipeline, "AutoModel")
+    lines = [
+        "import torch",
+        f"from transformers import AutoTokenizer, {auto}",
+        f'tokenizer = AutoTokenizer.from_pretrained("{path}")',
+        f'model = {auto}.from_pretrained("{path}").eval()',
+    ]
+    if pipeline == "question-answering":
+        lines += [
+            'question, context = "...", "..."',
+            f"inputs = tokenizer(question, context, truncation='only_second', max_length={max_length}, "
+            "return_tensors='pt')",
+            "with torch.no_grad():",
+            "    out = model(**inputs)",
+            "start = int(out.start_logits[0].argmax())",
+            "end = start + int(out.end_logits[0, start:].argmax())",
+            'answer = tokenizer.decode(inputs["input_ids"][0, start : end + 1])',
+        ]
+    else:
+        lines += [
+            f"inputs = tokenizer(['...'], truncation=True, max_length={max_length}, return_tensors='pt')",
+            "with torch.no_grad():",
+            "    out = model(**inputs)",
+        ]
+    return "\n".join(lines)
 
 
 def _cmd_list(command: str) -> int:
@@ -337,14 +599,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command != "finetune" and extra:
+        if args.command not in ("finetune", "predict", "evaluate") and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "finetune":
             return _cmd_finetune(args, extra)
         if args.command == "predict":
-            return _cmd_predict(args)
+            return _cmd_predict(args, extra)
         if args.command == "evaluate":
-            return _cmd_evaluate(args)
+            return _cmd_evaluate(args, extra)
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "doctor":

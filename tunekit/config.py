@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import numbers
 import os
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -11,22 +15,69 @@ import attrs
 from .errors import ConfigError, close_matches_hint
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and not value > 0:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number_or_fail(attribute: attrs.Attribute, value: Any, rule: str) -> None:
+    if not _is_number(value):
+        raise ConfigError(
+            f"option {attribute.name}={value!r} must be a number {rule}, not "
+            f"{type(value).__name__}{_unquote_hint(attribute.name, value)}"
+        )
+
+
+def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the option is ``None`` or a number > 0 (a string or bool is refused
+    naming the option).
+
+    Example::
+
+        @attrs.frozen(kw_only=True)
+        class MyConfig:
+            k: int = attrs.field(default=2, validator=positive)
+    """
+    if value is None:
+        return
+    _number_or_fail(attribute, value, "> 0")
+    if not value > 0:
         raise ConfigError(f"option {attribute.name}={value!r} must be > 0")
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value < 0:
+def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the option is ``None`` or a number >= 0.
+
+    Example::
+
+        stride: int = attrs.field(default=32, validator=non_negative)
+    """
+    if value is None:
+        return
+    _number_or_fail(attribute, value, ">= 0")
+    if value < 0:
         raise ConfigError(f"option {attribute.name}={value!r} must be >= 0")
 
 
-def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the option is a number in ``[0, 1)``.
+
+    Example::
+
+        eval_split: float = attrs.field(default=0.1, validator=fraction)
+    """
+    _number_or_fail(attribute, value, "in [0, 1)")
     if not 0 <= value < 1:
         raise ConfigError(f"option {attribute.name}={value!r} must be in [0, 1)")
 
 
-def _one_of(*choices: str):
+def one_of(*choices: str):
+    """attrs validator factory: the option is one of *choices* (a typo gets close matches).
+
+    Example::
+
+        pooling: str = attrs.field(default="mean", validator=one_of("mean", "cls", "max"))
+    """
+
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value not in choices:
             raise ConfigError(
@@ -37,12 +88,46 @@ def _one_of(*choices: str):
     return check
 
 
-#: public names of the option validators (``tunekit.plugin`` re-exports them for plugin
-#: authors' ``Config`` classes)
-positive = _positive
-non_negative = _non_negative
-fraction = _fraction
-one_of = _one_of
+#: the largest seed NumPy's generator takes (``set_seed`` seeds it too)
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: a random seed, an int in ``[0, 2**32 - 1]`` (what torch, NumPy and
+    ``random`` all accept).
+
+    Example::
+
+        eval_seed: int = attrs.field(default=1234, validator=seed_value)
+    """
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ConfigError(
+            f"option {attribute.name}={value!r} must be a whole number (int) from 0 to {MAX_SEED}, "
+            f"not {type(value).__name__}{_unquote_hint(attribute.name, value)}"
+        )
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(
+            f"option {attribute.name}={value!r} is out of range: a seed is from 0 to {MAX_SEED}; "
+            f"pass e.g. {attribute.name}=42"
+        )
+
+
+# the names plugins imported before the validators were public
+_positive = positive
+_non_negative = non_negative
+_fraction = fraction
+_one_of = one_of
+
+
+def _resume_needs_output_dir(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    # without output_dir, checkpoints would be looked for in the working directory, where
+    # another run may have left its own
+    if value and not instance.output_dir:
+        raise ConfigError(
+            "option resume=True needs output_dir: the directory of the run to continue "
+            "(its checkpoints are in output_dir/checkpoints); pass output_dir=... "
+            "(CLI --output-dir) or drop resume"
+        )
 
 
 def _compile_value(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -122,7 +207,7 @@ class TrainingConfig:
     eval_split: float = attrs.field(default=0.1, validator=_fraction)
     early_stopping_patience: int | None = attrs.field(default=None, validator=_positive)
     metric_for_best: str | None = None
-    seed: int = 42
+    seed: int = attrs.field(default=42, validator=seed_value)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = attrs.field(
         default="auto", validator=_one_of("auto", "fp32", "bf16", "fp16")
     )
@@ -134,7 +219,10 @@ class TrainingConfig:
     output_dir: str | None = attrs.field(default=None, converter=_optional_path)
     checkpoint_steps: int | None = attrs.field(default=None, validator=_positive)
     keep_checkpoints: int = attrs.field(default=2, validator=_positive)
-    resume: bool = False
+    #: keep ``output_dir/checkpoints`` after the final bundle is saved (by default they are
+    #: deleted then: they only serve resuming an unfinished run)
+    keep_checkpoints_after_training: bool = False
+    resume: bool = attrs.field(default=False, validator=_resume_needs_output_dir)
     progress: bool | None = None
     on_nan: str = attrs.field(default="raise", validator=_one_of("raise", "skip"))
     report_to: tuple[str, ...] = attrs.field(
@@ -153,13 +241,217 @@ def option_names(config_cls: type) -> tuple[str, ...]:
 
 
 def build_config(config_cls: type, options: Mapping[str, Any], *, owner: str) -> Any:
-    """Instantiate an attrs config, turning type/validation errors into :class:`ConfigError`."""
+    """Instantiate an attrs config, checking each option's type against the field's
+    annotation first (:func:`check_option_types`), and turning any other type/validation
+    error into a :class:`ConfigError`."""
+    check_option_types(config_cls, options, owner=owner)
     try:
         return config_cls(**options)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad option for {owner}: {exc}") from exc
+
+
+def check_option_types(config_cls: type, options: Mapping[str, Any], *, owner: str) -> None:
+    """Refuse, naming the option, a value whose type does not fit the annotation of its
+    field in the attrs class *config_cls* (training, task and strategy configs alike):
+    ``epochs="2"``, ``epochs=1.5``, ``hidden="abc"``, ``dropout="high"``... A field with a
+    converter is checked on the converted value, and a converter that fails names the
+    option too. Unknown names are left to the caller; annotations that cannot be resolved
+    are not checked.
+
+    Example::
+
+        check_option_types(TrainingConfig, {"epochs": "2"}, owner="training")
+        # ConfigError: option epochs='2' (training) must be a whole number (int), not str; ...
+    """
+    if not attrs.has(config_cls):
+        return
+    hints = _type_hints(config_cls)
+    fields = attrs.fields_dict(config_cls)
+    for name, value in options.items():
+        field = fields.get(name)
+        expected = hints.get(name)
+        if field is None or expected is None:
+            continue
+        what = describe_type(expected)
+        example = _example(field, expected)
+        converter = field.converter
+        if converter is not None and not isinstance(converter, attrs.Converter):
+            if isinstance(value, str) and _wants_sequence_of_non_strings(expected):
+                raise ConfigError(
+                    f"option {name}={value!r} ({owner}) must be {what}, not a string; "
+                    f"pass a list, e.g. {name}={example}"
+                )
+            try:
+                value = converter(value)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(
+                    f"option {name}={value!r} ({owner}) must be {what} ({type(exc).__name__}: "
+                    f"{exc}); e.g. {name}={example}"
+                ) from None
+        if not fits_type(value, expected):
+            raise ConfigError(
+                f"option {name}={value!r} ({owner}) must be {what}, not {type(value).__name__}"
+                f"{_unquote_hint(name, value) or f'; e.g. {name}={example}'}"
+            )
+
+
+@functools.cache
+def _type_hints(config_cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(config_cls)
+    except Exception:  # an annotation naming something not importable: skip the checks
+        return {}
+
+
+def _union_args(expected: Any) -> tuple[Any, ...] | None:
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(expected)
+    return None
+
+
+def fits_type(value: Any, expected: Any) -> bool:
+    """Whether *value* fits the type annotation *expected* (``int``, ``float | None``,
+    ``tuple[int, ...]``, ``Literal[...]``, ``Mapping[str, float]``...). ``bool`` is not
+    an int here, an int is a float, and a list fits a tuple annotation (JSON has no
+    tuples).
+
+    Example::
+
+        fits_type(3, int), fits_type("3", int), fits_type([256, 128], tuple[int, ...])
+        # (True, False, True)
+    """
+    if expected is Any or expected is object:
+        return True
+    union = _union_args(expected)
+    if union is not None:
+        return any(fits_type(value, arg) for arg in union)
+    if expected is type(None) or expected is None:
+        return value is None
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin is Literal:
+        return value in args
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if expected is float:
+        return _is_number(value)
+    if expected is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(fits_type(v, args[0]) for v in value)
+        if origin is list:
+            return all(fits_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(fits_type(v, a) for v, a in zip(value, args))
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        if not isinstance(value, Mapping):
+            return False
+        return len(args) != 2 or all(fits_type(v, args[1]) for v in value.values())
+    if isinstance(expected, type):
+        return isinstance(value, expected)
+    return True  # a typing construct not checked here
+
+
+_TYPE_NAMES = {
+    bool: "True or False",
+    int: "a whole number (int)",
+    float: "a number",
+    str: "a string",
+    type(None): "None",
+}
+
+
+def describe_type(expected: Any) -> str:
+    """Words for a type annotation, for error messages: ``int | None`` → ``"a whole
+    number (int) or None"``.
+
+    Example::
+
+        describe_type(tuple[int, ...])  # 'a list of whole numbers (int)'
+    """
+    union = _union_args(expected)
+    if union is not None:
+        return " or ".join(describe_type(arg) for arg in union)
+    if expected in _TYPE_NAMES:
+        return _TYPE_NAMES[expected]
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (tuple, list):
+        if len(args) == 2 and args[1] is Ellipsis or (origin is list and args):
+            inner = describe_type(args[0])
+            plural = {
+                "a whole number (int)": "whole numbers (int)",
+                "a number": "numbers",
+                "a string": "strings",
+            }.get(inner, inner)
+            return f"a list of {plural}"
+        if args:
+            return f"a list of {len(args)}: " + ", ".join(describe_type(a) for a in args)
+        return "a list"
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return "a mapping" + (f" of {describe_type(args[1])} values" if len(args) == 2 else "")
+    return getattr(expected, "__name__", str(expected))
+
+
+def _wants_sequence_of_non_strings(expected: Any) -> bool:
+    # "512" for hidden: tuple[int, ...] would convert to (5, 1, 2): refuse a string there
+    union = _union_args(expected)
+    options = union if union is not None else (expected,)
+    if any(arg is str for arg in options):
+        return False
+    for arg in options:
+        if typing.get_origin(arg) in (tuple, list):
+            inner = typing.get_args(arg)
+            if inner and inner[0] is not str:
+                return True
+    return False
+
+
+def _example(field: attrs.Attribute, expected: Any) -> str:
+    """The field's default when it is a telling example, else a sample of the type."""
+    default = field.default
+    if default not in (None, attrs.NOTHING, (), "") and not isinstance(default, attrs.Factory):
+        return repr(list(default) if isinstance(default, tuple) else default)
+    union = _union_args(expected)
+    if union is not None:
+        expected = next((a for a in union if a is not type(None)), expected)
+    samples = {int: "8", float: "0.5", str: "'name'", bool: "True"}
+    if expected in samples:
+        return samples[expected]
+    args = typing.get_args(expected)
+    if typing.get_origin(expected) in (tuple, list) and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"[{samples.get(args[0], '...')}]"
+        return "[" + ", ".join(samples.get(a, "...") for a in args) + "]"
+    return "..."
+
+
+def _unquote_hint(name: str, value: Any) -> str:
+    """'; write epochs=2 (a number, without quotes)' when a string holds a number."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        shown = int(number) if number.is_integer() and "." not in value else number
+        return f"; write {name}={shown!r} (a number, without quotes)"
+    if isinstance(value, float) and value.is_integer():
+        return f"; write {name}={int(value)}"
+    return ""
 
 
 def split_options(

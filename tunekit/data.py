@@ -82,10 +82,11 @@ def read_table(
             raise DataError(
                 f"{name} is a DatasetDict without a 'train' split (splits: {list(source)}); pass one split"
             )
-        rows = source["train"].to_list()
+        rows = dataset_rows(source["train"])
     elif _is_dataset(source):
-        rows = source.to_list()
+        rows = dataset_rows(source)
     elif _is_dataframe(source):
+        _refuse_duplicate_columns([str(c) for c in source.columns], where=f"{name} (a DataFrame)")
         rows = source.to_dict(orient="records")
     elif isinstance(source, (list, tuple)):
         rows = _rows_from_list(list(source), name=name, tuple_columns=tuple_columns)
@@ -119,8 +120,13 @@ def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
 
     kwargs: dict[str, Any] = {}
     builder = fmt
+    if fmt in ("csv", "tsv"):
+        _check_table_shape(path, name=name, delimiter="\t" if fmt == "tsv" else ",")
+        # 'NA', 'null', 'None'... are labels and texts, not missing values; an empty
+        # field still reads as "" and is reported by the task as missing
+        kwargs = {"keep_default_na": False}
     if fmt == "tsv":
-        builder, kwargs = "csv", {"delimiter": "\t"}
+        builder, kwargs = "csv", {**kwargs, "delimiter": "\t"}
     if fmt == "json" and path.suffix.lower() == ".json":
         kwargs["field"] = _json_field(path)
     datasets.disable_progress_bars()
@@ -131,10 +137,73 @@ def _read_file(path: Path, *, name: str) -> list[dict[str, Any]]:
             raise DataError(
                 f"{name} file {path} has a header but no records; add data rows below it"
             ) from None
+        if fmt == "json" and path.suffix.lower() != ".json":
+            _check_json_lines(path, name=name)
         raise DataError(
             f"{name} file {path} could not be read as {fmt}: {type(exc).__name__}: {exc}"
         ) from exc
     return ds.to_list()
+
+
+def _check_table_shape(path: Path, *, name: str, delimiter: str) -> None:
+    """Refuse a CSV/TSV whose header repeats a column name or whose row has another number
+    of fields than the header, naming the line (pandas would keep the first duplicate
+    column, pad short rows with missing values and fail on long ones without a line)."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header: list[str] | None = None
+        line = 1
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank lines are skipped by the reader too
+            if header is None:
+                header = row
+                _refuse_duplicate_columns(header, where=f"{name} file {path} (line {start})")
+                continue
+            if len(row) != len(header):
+                kind, sep = ("TSV", "a tab") if delimiter == "\t" else ("CSV", "a comma")
+                raise DataError(
+                    f"{name} file {path} line {start} has {len(row)} fields but the header has "
+                    f"{len(header)} ({', '.join(header)}); fix that row (a field holding {sep} "
+                    f"must be quoted in a {kind} file)"
+                )
+
+
+def _refuse_duplicate_columns(columns: Sequence[str], *, where: str) -> None:
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise DataError(
+                f"{where} has two columns named {column!r}; rename one of them so each column "
+                f"has its own name (which one would be used is ambiguous)"
+            )
+        seen.add(column)
+
+
+def _check_json_lines(path: Path, *, name: str) -> None:
+    """Name the first line of a JSON Lines file that is not one JSON object."""
+    import json
+
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{name} file {path} line {lineno} is not valid JSON ({exc.msg}, column "
+                    f"{exc.colno}): {line.strip()[:80]!r}; fix that line (JSON Lines holds one "
+                    f"object per line)"
+                ) from None
+            if not isinstance(value, dict):
+                raise DataError(
+                    f"{name} file {path} line {lineno} is a JSON {type(value).__name__}, not an "
+                    f"object; JSON Lines holds one {{...}} record per line"
+                )
 
 
 def _data_lines(path: Path) -> int:
@@ -198,6 +267,35 @@ def _rows_from_list(
             raise DataError(
                 f"{name} record {i} is a {type(item).__name__}; expected a dict, tuple or string"
             )
+    return rows
+
+
+def dataset_rows(dataset: Any) -> list[dict[str, Any]]:
+    """The rows of a 🤗 ``Dataset``, with ``ClassLabel`` columns (and sequences of them) as
+    their label names (``"pos"``, not ``1``), so a model trained on them predicts names.
+
+    Example::
+
+        ds = Dataset.from_dict({"text": ["good"], "label": [1]},
+                               features=Features({"text": Value("string"),
+                                                  "label": ClassLabel(names=["neg", "pos"])}))
+        dataset_rows(ds)   # [{"text": "good", "label": "pos"}]
+    """
+    rows = dataset.to_list()
+    features = getattr(dataset, "features", None) or {}
+    names: dict[str, Any] = {}
+    for column, feature in features.items():
+        inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) / List(ClassLabel)
+        if type(feature).__name__ == "ClassLabel":
+            names[column] = (feature, False)
+        elif type(inner).__name__ == "ClassLabel":
+            names[column] = (inner, True)
+    for row in rows:
+        for column, (label, many) in names.items():
+            value = row.get(column)
+            if value is None or (not many and (not isinstance(value, int) or value < 0)):
+                continue  # -1: no label (a test split)
+            row[column] = [label.int2str(v) for v in value] if many else label.int2str(value)
     return rows
 
 

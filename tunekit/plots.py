@@ -18,7 +18,11 @@ def plot_history(
     layer_weights: list[float] | None = None,
 ) -> str:
     """Learning curve: train and eval loss per epoch, and one metric on a second panel;
-    with *layer_weights* (a learned layer mix) a bar chart of them on a last panel."""
+    with *layer_weights* (a learned layer mix) a bar chart of them on a last panel.
+
+    *metric* (default: the first metric of the history) must be a column of the history
+    with values; another name is a :class:`~tunekit.errors.ConfigError` listing the ones
+    it has."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,8 +32,20 @@ def plot_history(
         raise TunekitError("the history is empty: there is nothing to plot yet")
     epochs = history.column("epoch")
     skip = {"epoch", "step", "train_loss", "eval_loss", "seconds"}
+    known = [
+        c
+        for c in history.columns
+        if c not in skip and any(v is not None for v in history.column(c))
+    ]
     if metric is None:
-        metric = next((c for c in history.columns if c not in skip), None)
+        metric = known[0] if known else None
+    elif metric not in known:
+        from .errors import close_matches_hint
+
+        raise ConfigError(
+            f"metric={metric!r} is not in this run's history{close_matches_hint(metric, known) or '.'} "
+            f"Metrics it has: {', '.join(known) or '(none: the run was not evaluated)'}"
+        )
     panels = 1 + bool(metric) + bool(layer_weights)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     ax = axes[0][0]

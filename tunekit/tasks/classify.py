@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import _one_of
+from ..config import _one_of, non_negative
 from ..data import (
     LABEL_COLUMNS,
     TEXT_COLUMNS,
@@ -65,7 +65,7 @@ class ClassifyConfig:
     label_separator: str = "|"
     class_weights: str | Mapping[str, float] | None = None
     long_text: str = attrs.field(default="truncate", validator=_one_of("truncate", "chunk"))
-    stride: int = 32
+    stride: int = attrs.field(default=32, validator=non_negative)
     head: str = "linear"
     hidden: tuple[int, ...] = attrs.field(default=(512,), converter=_tuple_of_ints)
     dropout: float = 0.1
@@ -92,6 +92,8 @@ class ClassifyTask(Task):
     def __init__(self, config: ClassifyConfig | None = None) -> None:
         super().__init__(config)
         self.weights: list[float] | None = None
+        #: the training labels were integers: predictions give them back as integers
+        self.int_labels = False
 
     # ---- data ---------------------------------------------------------------------------
     def read(self, source: Any, *, name: str = "data") -> list[Record]:
@@ -116,6 +118,7 @@ class ClassifyTask(Task):
             option="label_column",
         )
         records = []
+        self._split_strings = self._labels_are_joined(rows, label_col)
         for i, row in enumerate(rows):
             text = row.get(text_col)
             if not isinstance(text, str) or not text.strip():
@@ -130,15 +133,52 @@ class ClassifyTask(Task):
                     f"(predict() takes unlabelled texts)"
                 )
             records.append({"text": text, "label": self._normalise_label(label, i, name)})
+        if self.schema is None:
+            # training data: were its labels integers? predictions give them back so
+            ints = all(
+                isinstance(row.get(label_col), (int, np.integer))
+                and not isinstance(row.get(label_col), (bool, np.bool_))
+                for row in rows
+            )
+            self._int_labels = ints and getattr(self, "_int_labels", True)
         return records
+
+    def _labels_are_joined(self, rows: Sequence[Mapping[str, Any]], label_col: str) -> bool:
+        """Whether string labels hold several labels joined by ``label_separator`` (``a|b``):
+        with ``problem="auto"``, when any training label contains it (a CSV cannot hold
+        lists), or when the model was trained multi-label."""
+        if self.config.problem != "auto":
+            return False
+        if self.schema is not None:
+            return self.schema.kind == "multi_label"
+        separator = self.config.label_separator
+        return any(
+            isinstance(row.get(label_col), str) and separator in row[label_col] for row in rows
+        )
 
     def _normalise_label(self, label: Any, index: int, name: str) -> Any:
         problem = self.config.problem
+        if not isinstance(label, (str, int, float, bool, np.generic, list, tuple, np.ndarray)):
+            raise DataError(
+                f"{name} record {index} has label {label!r:.80}, a {type(label).__name__}; a label "
+                f"is a string or a number (a list of them for multi-label). Put the label itself "
+                f"in the column, e.g. 'pos'"
+            )
         if problem == "multi_label" or (
-            problem == "auto" and isinstance(label, (list, tuple, np.ndarray))
+            problem == "auto"
+            and (
+                isinstance(label, (list, tuple, np.ndarray))
+                or (isinstance(label, str) and getattr(self, "_split_strings", False))
+            )
         ):
             if isinstance(label, str):
                 return [p.strip() for p in label.split(self.config.label_separator) if p.strip()]
+            bad = [v for v in label if not isinstance(v, (str, int, float, bool, np.generic))]
+            if bad:
+                raise DataError(
+                    f"{name} record {index} has label {label!r:.80} holding {bad[0]!r:.40}, a "
+                    f"{type(bad[0]).__name__}; a multi-label label is a list of strings or numbers"
+                )
             return [str(v) for v in label]
         if problem == "regression":
             try:
@@ -179,6 +219,15 @@ class ClassifyTask(Task):
                 "labels mix numbers and categories; pass problem='regression' or 'single_label'"
             )
         self.schema = LabelSchema.from_values(labels, kind=kind)
+        self.int_labels = kind == "single_label" and getattr(self, "_int_labels", False)
+        if kind == "regression" and self.schema.value_range is not None:
+            lo, hi = self.schema.value_range
+            if lo == hi:
+                raise DataError(
+                    f"every training label is {lo!r}: regression needs labels that vary (the "
+                    f"model would learn nothing). Check the label column, or pass "
+                    f"problem='single_label' if these are categories"
+                )
         if kind != "regression" and self.schema.num_labels < 2 and kind == "single_label":
             raise DataError(
                 f"the training data has only one label ({self.schema.labels[0]!r}); classification needs at least two"
@@ -297,6 +346,12 @@ class ClassifyTask(Task):
         grouped: dict[int, list[np.ndarray]] = defaultdict(list)
         for out, feat in zip(outputs, features):
             grouped[feat["example_index"]].append(out["logits"])
+        if "threshold" in options and schema.kind != "multi_label":
+            raise ConfigError(
+                f"predict option threshold={options['threshold']!r} applies to multi-label "
+                f"models; this model is {schema.kind.replace('_', '-')}, so every prediction is "
+                f"the most probable label (see 'probabilities'). Drop threshold="
+            )
         threshold = options.pop("threshold", self.config.threshold)
         if options:
             raise ConfigError(
@@ -324,11 +379,12 @@ class ClassifyTask(Task):
                 probs = np.exp(logits - logits.max())
                 probs /= probs.sum()
                 best = int(probs.argmax())
+                names = [int(x) for x in schema.labels] if self.int_labels else schema.labels
                 predictions.append(
                     {
-                        "label": schema.labels[best],
+                        "label": names[best],
                         "score": float(probs[best]),
-                        "probabilities": {schema.labels[j]: float(p) for j, p in enumerate(probs)},
+                        "probabilities": {names[j]: float(p) for j, p in enumerate(probs)},
                     }
                 )
         return predictions
@@ -397,11 +453,12 @@ class ClassifyTask(Task):
         )
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "weights": self.weights}
+        return {**super().state(), "weights": self.weights, "int_labels": self.int_labels}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
         self.weights = state.get("weights")
+        self.int_labels = bool(state.get("int_labels", False))
 
 
 def _maybe_int(label: str) -> Any:
