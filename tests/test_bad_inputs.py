@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -552,6 +553,243 @@ def _(env):
     ), [f"--output {env.out} is not writable", "choose a writable directory"]
 
 
+# issue 15 §4: options whose type or value was unchecked (raw tracebacks before) -------------
+
+
+@case("seed-negative", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, seed=-1), ["seed=-1", "from 0 to 4294967295", "seed=42"]
+
+
+@case("seed-not-a-number", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, seed="abc"), ["seed='abc'", "whole number (int)", "not str"]
+
+
+@case("epochs-as-a-string", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, epochs="2"), [
+        "epochs='2' (training)",
+        "whole number (int)",
+        "write epochs=2 (a number, without quotes)",
+    ]
+
+
+@case("epochs-fractional", ConfigError)
+def _(env):  # ran 2 epochs silently before
+    return env.finetune(data=ROWS, epochs=1.5), ["epochs=1.5", "whole number (int)", "e.g. epochs="]
+
+
+@case("hidden-as-a-string", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, head="mlp", hidden="abc"), [
+        "hidden='abc' (task 'classify')",
+        "a list of whole numbers (int)",
+        "hidden=[512]",
+    ]
+
+
+@case("strategy-option-as-a-string", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, strategy="lora", r="8"), [
+        "r='8' (strategy 'lora')",
+        "write r=8",
+    ]
+
+
+@case("plugin-task-option-of-wrong-type", ConfigError)
+def _(env):
+    rows = [{"tokens": ["john", "lives"], "tags": ["B-PER", "O"]}] * 4
+    return env.finetune("ner", data=rows, dropout="high"), [
+        "dropout='high' (task 'token-tagging')",
+        "must be a number",
+    ]
+
+
+@case("classify-chunk-negative-stride", ConfigError)
+def _(env):
+    return env.finetune(data=ROWS, long_text="chunk", stride=-5), ["stride=-5", "must be >= 0"]
+
+
+@case("tagging-negative-stride", ConfigError)
+def _(env):  # accepted silently before
+    rows = [{"tokens": ["john", "lives"], "tags": ["B-PER", "O"]}] * 4
+    return env.finetune("ner", data=rows, stride=-1), ["'stride' must be >= 0", "-1"]
+
+
+@case("predict-negative-batch-size", ConfigError)
+def _(env):
+    run = tunekit.load(env.shared_bundle)
+    return lambda: run.predict(["good film"], batch_size=-1), ["batch_size=-1", "must be >= 1"]
+
+
+@case("cli-predict-negative-batch-size", ConfigError)
+def _(env):
+    return env.cli("predict", str(env.shared_bundle), "good film", "--batch-size", "-1"), [
+        "--batch-size=-1",
+        "must be >= 1",
+    ]
+
+
+@case("cli-predict-latin1-input-file", DataError)
+def _(env):
+    path = env.file("inputs.txt", "good film\ncaf\xe9 night\n".encode("latin-1"))
+    return env.cli("predict", str(env.shared_bundle), "--input", path), [
+        f"--input file {path} is not UTF-8 (line 2",
+        "re-save it as UTF-8",
+    ]
+
+
+@case("qa-predict-top-k-not-a-number", ConfigError)
+def _(env):
+    context = "paris is the capital of france"
+    rows = [
+        {
+            "question": "what is the capital of france",
+            "context": context,
+            "answers": {"text": ["paris"], "answer_start": [0]},
+        }
+    ] * 4
+    run = tunekit.finetune(
+        "qa", data=rows, model=env.tiny, eval_split=0, **{**FAST, "max_length": 32}
+    )
+    return lambda: run.predict(("who", context), top_k="x"), [
+        "top_k='x'",
+        "whole number (int) >= 1",
+        "top_k=3",
+    ]
+
+
+@case("predict-threshold-on-a-single-label-model", ConfigError)
+def _(env):  # ignored before
+    run = tunekit.load(env.shared_bundle)
+    return lambda: run.predict(["good film"], threshold=0.9), [
+        "threshold=0.9",
+        "applies to multi-label models",
+        "single-label",
+        "Drop threshold=",
+    ]
+
+
+# issue 15 §4: data files (no line number before) and silently wrong records ----------------
+
+
+@case("csv-row-with-an-extra-field", DataError)
+def _(env):
+    path = env.file("ragged.csv", "text,label\ngood film,pos\nbad film,neg,oops\n")
+    return env.finetune(data=path), [path, "line 3 has 3 fields", "header has 2 (text, label)"]
+
+
+@case("csv-row-with-a-missing-field", DataError)
+def _(env):
+    path = env.file("short.csv", "text,label\ngood film,pos\n\nbad film\n")
+    return env.finetune(data=path), [path, "line 4 has 1 fields", "fix that row"]
+
+
+@case("jsonl-line-not-json", DataError)
+def _(env):
+    path = env.file("bad.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad", "label":\n')
+    return env.finetune(data=path), [path, "line 2 is not valid JSON", "fix that line"]
+
+
+@case("jsonl-line-not-an-object", DataError)
+def _(env):
+    path = env.file("list.jsonl", '{"text": "good", "label": "pos"}\n\n["bad", "neg"]\n')
+    return env.finetune(data=path), [path, "line 3 is a JSON list, not an object"]
+
+
+@case("csv-duplicate-column", DataError)
+def _(env):  # the first 'label' was used before
+    path = env.file("dup.csv", "text,label,label\ngood,pos,neg\nbad,neg,pos\n")
+    return env.finetune(data=path), [path, "two columns named 'label'", "rename one"]
+
+
+@case("dataframe-duplicate-column", DataError)
+def _(env):  # the last 'label' was used before
+    import pandas as pd
+
+    frame = pd.DataFrame([["good", "pos", "neg"], ["bad", "neg", "pos"]] * 3)
+    frame.columns = ["text", "label", "label"]
+    return env.finetune(data=frame), ["data (a DataFrame)", "two columns named 'label'"]
+
+
+@case("dict-label", DataError)
+def _(env):  # trained on the dicts' repr before
+    rows = [{"text": r["text"], "label": {"name": r["label"]}} for r in ROWS]
+    return env.finetune(data=rows), [
+        "record 0 has label {'name': 'neg'}",
+        "a dict",
+        "a string or a number",
+    ]
+
+
+@case("regression-with-constant-labels", DataError)
+def _(env):  # trained (on nothing) before
+    rows = [{"text": r["text"], "label": 0.5} for r in ROWS]
+    return env.finetune(data=rows), ["every training label is 0.5", "labels that vary"]
+
+
+@case("early-stopping-without-eval-data", ConfigError)
+def _(env):  # ignored before
+    return env.finetune(data=ROWS, eval_split=0, early_stopping_patience=1), [
+        "early_stopping_patience=1 needs evaluation data",
+        "eval_data=",
+    ]
+
+
+@case("checkpoint-steps-without-output-dir", ConfigError)
+def _(env):  # ignored before
+    return env.finetune(data=ROWS, output_dir=None, checkpoint_steps=1), [
+        "checkpoint_steps=1 needs output_dir",
+        "pass output_dir",
+    ]
+
+
+@case("max-length-below-special-tokens", ConfigError)
+def _(env):  # fill-mask trained with loss 0.0 before
+    return env.finetune("fill-mask", data=["the cat sat on the mat"] * 8, max_length=2), [
+        "max_length=2 leaves no room for text",
+        "adds 3 special tokens",
+        "max_length>=4",
+    ]
+
+
+@case("qa-negative-answer-start", DataError)
+def _(env):  # trained as "no answer" before, even with allow_unanswerable=False
+    context = "paris is the capital of france"
+    rows = [
+        {
+            "question": "what is the capital of france",
+            "context": context,
+            "answers": {"text": ["paris"], "answer_start": [-len(context)]},
+        }
+    ] * 4
+    return env.finetune("qa", data=rows, max_length=32), [
+        "record 0",
+        "answer_start=-30",
+        "negative",
+        "fix_answer_start=True",
+    ]
+
+
+@case("ner-typo-tag-in-entity-data", DataError)
+def _(env):  # switched the whole task to plain tags before
+    rows = [{"tokens": ["john", "lives", "in", "paris"], "tags": ["B-PER", "O", "O", "B-LOC"]}] * 5
+    rows.append({"tokens": ["john", "sat"], "tags": ["X-PER", "O"]})
+    return env.finetune("ner", data=rows), [
+        "record 5 token 0 ('john') has tag 'X-PER'",
+        "not an entity tag",
+        "tag_kind='tags'",
+    ]
+
+
+@case("ner-typo-tag-in-a-conll-file", DataError)
+def _(env):
+    conll = "john B-PER\nlives O\nin O\nparis B-LOC\n\nmary B-PER\nsat O\n\nparis X-LOC\n"
+    path = env.file("train.conll", conll)
+    return env.finetune("ner", data=path), [f"{path} line 9", "'X-LOC'", "Fix the tag"]
+
+
 # ---- the test ----------------------------------------------------------------------------
 
 
@@ -601,3 +839,56 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing_behind(make, error, share
     assert not env.out.exists() or env.out.is_file()
     after = snapshot(tmp_path, bundle.parent)
     assert after == before, f"changed: {sorted(set(after.items()) ^ set(before.items()))[:5]}"
+
+
+class _ExitingEntryPoint:
+    """An entry point whose module calls ``sys.exit()`` while it is imported."""
+
+    name = "exiting_plugin"
+    dist = None
+
+    def load(self):
+        raise SystemExit(3)
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["plugins"], ["tasks"]])
+def test_a_plugin_calling_sys_exit_on_import_is_reported_not_fatal(command, monkeypatch, capsys):
+    # before: SystemExit escaped plugin loading, so every command (doctor included) ended
+    # silently with status 3
+    monkeypatch.setattr(
+        tunekit.plugins,
+        "entry_points",
+        lambda group: [_ExitingEntryPoint()] if group == tunekit.plugins.ENTRY_POINT_GROUP else [],
+    )
+    tunekit.plugins.reset()
+    try:
+        with warnings.catch_warnings():  # the PluginWarning; the record is checked below
+            warnings.simplefilter("ignore", tunekit.plugins.PluginWarning)
+            status = cli.main(command)
+        out = capsys.readouterr().out
+        failed = {r.name: r.error for r in tunekit.plugins.get_state().records if r.error}
+    finally:
+        tunekit.plugins.reset()
+    assert failed == {"exiting_plugin": "SystemExit: the plugin called sys.exit(3)"}
+    if command == ["tasks"]:
+        assert status == 0 and "classify" in out  # the other plugins keep working
+    else:
+        assert "exiting_plugin" in out and "sys.exit(3)" in out
+        assert status == (1 if command == ["doctor"] else 0)
+
+
+def test_na_in_a_csv_label_column_is_a_label_not_a_missing_value(shared, tmp_path):
+    # before: pandas read 'NA' as missing and the record was refused ("record 1 has no label")
+    tiny, _ = shared
+    rows = "".join(f"good film {i},pos\nbad film {i},NA\n" for i in range(4))
+    path = tmp_path / "na.csv"
+    path.write_text("text,label\n" + rows + "NA,pos\n", encoding="utf-8")
+    task = tunekit.get_task("classify")()
+    records = task.read(str(path))
+    assert [r["label"] for r in records[:2]] == ["pos", "NA"] and records[-1]["text"] == "NA"
+    run = tunekit.finetune("classify", data=str(path), model=tiny, eval_split=0, **FAST)
+    assert run.labels == ("NA", "pos")
+    empty = tmp_path / "empty-label.csv"
+    empty.write_text("text,label\ngood,pos\nbad,\n", encoding="utf-8")
+    with pytest.raises(DataError, match="record 1 has no label"):
+        task.read(str(empty))

@@ -101,6 +101,13 @@ def reset() -> None:
         _state = None
 
 
+def _failure(exc: BaseException) -> str:
+    """How a plugin failed, for ``tunekit plugins`` / ``doctor`` and the warning."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _load() -> PluginState:
     state = PluginState()
     disabled = disabled_plugins()
@@ -127,8 +134,11 @@ def _load() -> PluginState:
         try:
             plugin = load()
             state.manager.register(plugin, name=name)
-        except Exception as exc:  # a broken plugin must not take tunekit down
-            msg = f"{type(exc).__name__}: {exc}"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin must not take tunekit down, even
+            # one that calls sys.exit() (SystemExit) while importing
+            msg = _failure(exc)
             warnings.warn(
                 f"tunekit plugin {name!r} ({source}) failed to load and was skipped: {msg}",
                 PluginWarning,
@@ -176,7 +186,7 @@ def _load() -> PluginState:
                 impl.function(register=register)
             except PluginError:
                 raise  # a name clash is the user's to resolve, not something to skip
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 msg = f"{type(exc).__name__} in {hook_name}: {exc}"
                 warnings.warn(
                     f"tunekit plugin {plugin_name!r} raised in {hook_name} and was skipped: {exc!r}",
