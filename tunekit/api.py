@@ -332,7 +332,11 @@ def _special_token_count(tokenizer: Any) -> int | None:
 
 
 def load(
-    path: str | os.PathLike, *, device: str | None = None, backend: str = "torch"
+    path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    backend: str = "torch",
+    verify_key: bytes | str | None = None,
 ) -> Run:
     """Load a bundle written by ``run.save()``, verifying every file against its manifest.
 
@@ -343,10 +347,16 @@ def load(
     *path* may also be a ``finetune(output_dir=...)`` directory (CLI ``--output``): its
     ``bundle/`` is loaded.
 
+    Nothing in a bundle runs: Python files, pickles, ``auto_map`` keys and model types
+    transformers does not know are refused with a :class:`~tunekit.errors.BundleError`.
+    With *verify_key* (bytes or text), only a bundle saved with ``run.save(sign_key=...)``
+    under the same key loads.
+
     Example::
 
         model = tunekit.load("out/sentiment")
         model.predict("a dull, lifeless mess")
+        tunekit.load("out/sentiment", verify_key=open("team.key", "rb").read())
     """
     from .bundle import find_bundle, load_bundle
     from .onnx_runtime import is_onnx_export
@@ -357,7 +367,7 @@ def load(
         from .onnx_runtime import load_onnx
 
         return load_onnx(path)
-    run = load_bundle(find_bundle(path) or path, device=device)
+    run = load_bundle(find_bundle(path) or path, device=device, verify_key=verify_key)
     if backend == "onnx":
         return _onnx_of(run)
     return run

@@ -30,6 +30,7 @@ import attrs
 import torch
 from torch import nn
 
+from .atomic import EXPORT_RECORD
 from .errors import ConfigError, ExportError
 from .head import MLPHead
 from .taskmodel import LastHiddenState, TaskModel
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 FORMATS = ("hf", "onnx")
 #: largest difference allowed between the tunekit model's and the exported model's outputs
 EXPORT_TOLERANCE = 1e-4
-EXPORT_FILE = "tunekit_export.json"
+EXPORT_FILE = EXPORT_RECORD  # also lists the files written, so a re-export may replace them
 
 
 @attrs.frozen(kw_only=True)
@@ -76,11 +77,13 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
             f"Use one of {', '.join(FORMATS)}."
         )
     if format == "onnx":
+    from .atomic import atomic_directory, check_save_target, list_files
+
+    check_save_target(path)  # before any work: never replace a folder of the user's files
         return _export_onnx(run, Path(path))
     exported = hf_export(run)
-    from .atomic import atomic_directory
 
-    with atomic_directory(Path(path)) as tmp:
+    with atomic_directory(Path(path), protect=True) as tmp:
         exported.model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
         info = {
@@ -91,7 +94,6 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
             "base_model": run.backbone.get("name"),
             "notes": exported.notes,
         }
-        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         (tmp / "README.md").write_text(_model_card(info), encoding="utf-8")
     return str(path)
 
@@ -100,6 +102,8 @@ def hf_export(run: Run) -> HFExport:
     """The task's transformers model for *run* (adapters merged), verified on a probe batch."""
     from .task import Task
 
+        info["files"] = [*list_files(tmp), EXPORT_FILE]  # what a later export may replace
+        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     if type(run.task).export_hf is Task.export_hf:  # refuse before touching the model
         run.task.export_hf(run.model)
     try:
@@ -175,7 +179,7 @@ def encoder_model(auto_class: Any, model: TaskModel, **config_changes: Any) -> A
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        hf = auto_class.from_config(config)
+        hf = auto_class.from_config(config, trust_remote_code=False)
     except ValueError as exc:
         raise ExportError(
             f"transformers has no {auto_class.__name__} for model type {config.model_type!r}: {exc}"
