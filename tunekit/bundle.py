@@ -9,14 +9,22 @@ Layout of a bundle directory::
     config.json          the encoder's transformers config
     tokenizer/           the tokenizer (save_pretrained layout)
     model.safetensors    the tensors the strategy trained (the whole model for ``full``)
+    signature.json       optional: HMAC-SHA256 of manifest.json (``run.save(sign_key=...)``)
 
-A bundle is written to a temporary sibling directory and renamed into place.
+A bundle is written to a temporary sibling directory and renamed into place; it replaces
+only an empty directory or an earlier bundle (never a folder of the user's files).
+
+Loading never runs code from the bundle: before transformers is asked anything, a bundle
+holding Python files, a pickle, an ``auto_map`` in any JSON file or a ``model_type``
+transformers does not know is refused, and every transformers call passes
+``trust_remote_code=False``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import platform
@@ -24,9 +32,15 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .__about__ import __version__
-from .atomic import atomic_directory
+from .atomic import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    atomic_directory,
+    check_save_target,
+    leftovers,
+)
 from .config import TrainingConfig, build_config, config_to_dict
-from .errors import BundleError, TunekitError
+from .errors import BundleError, ConfigError, TunekitError
 from .history import History
 from .models import Backbone, load_backbone
 from .taskmodel import TaskModel
@@ -36,7 +50,14 @@ if TYPE_CHECKING:
 
 FORMAT = "tunekit-bundle"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_FILE
+SIGNATURE = SIGNATURE_FILE
+#: suffixes of files that hold code; a bundle never does
+CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo", ".pyw", ".pyx", ".so", ".pyd", ".dll", ".dylib"})
+#: suffixes of pickle-based formats; a bundle's weights are safetensors only
+PICKLE_SUFFIXES = frozenset(
+    {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5"}
+)
 
 
 def _sha256(path: Path) -> str:
@@ -58,7 +79,12 @@ def library_versions() -> dict[str, str]:
 
 
 def save_bundle(
-    run: Run, path: str | os.PathLike, *, merged: bool | None = None, **options: Any
+    run: Run,
+    path: str | os.PathLike,
+    *,
+    merged: bool | None = None,
+    sign_key: bytes | str | None = None,
+    **options: Any,
 ) -> str:
     """Write *run* as a bundle at *path* (replacing an existing bundle there atomically).
 
@@ -68,17 +94,26 @@ def save_bundle(
     folded into the weights and checked to give the same outputs, or refused); ``None``
     follows the strategy's ``merge`` option where it has one.
 
+    ``sign_key`` (bytes or text) adds ``signature.json``, an HMAC-SHA256 of the manifest, so
+    ``tunekit.load(path, verify_key=...)`` can refuse bundles your team did not produce.
+
+    *path* must be absent, an empty directory or an earlier bundle (replaced atomically);
+    a directory with other files is refused with a :class:`BundleError`, nothing deleted.
+
     Only the main process writes when several processes train together.
     """
     from safetensors.torch import save_file
 
     if options:
         raise TunekitError(
-            f"unknown save option(s) {sorted(options)} for strategy {run.strategy.name!r}; save takes merged=True|False"
+            f"unknown save option(s) {sorted(options)} for strategy {run.strategy.name!r}; save takes "
+            f"merged=True|False and sign_key=..."
         )
+    key = _key_bytes(sign_key, "sign_key") if sign_key is not None else None
     path = Path(path)
     if not _is_main_process():
         return str(path)
+    check_save_target(path)  # before merging weights: refuse a folder of the user's files
     strategy, model = run.strategy, run.model
     if merged is None:
         merged = bool(getattr(strategy.config, "merge", False))
@@ -92,7 +127,7 @@ def save_bundle(
         state = strategy.saved_state(model)
         stores_encoder = strategy.stores_encoder
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, protect=True) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         encoder = model.encoder
         base = getattr(encoder, "get_base_model", lambda: encoder)()
@@ -135,7 +170,25 @@ def save_bundle(
             "files": {p.relative_to(tmp).as_posix(): _sha256(p) for p in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if key is not None:
+            signature = {"algorithm": "hmac-sha256", "manifest": _hmac(key, tmp / MANIFEST)}
+            (tmp / SIGNATURE).write_text(json.dumps(signature, indent=2))
     return str(path)
+
+
+def _key_bytes(key: bytes | str, option: str) -> bytes:
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ConfigError(
+            f"{option} must be non-empty bytes or text (e.g. the contents of a key file), "
+            f"got {type(key).__name__}"
+        )
+    return bytes(key)
+
+
+def _hmac(key: bytes, manifest: Path) -> str:
+    return hmac.new(key, manifest.read_bytes(), hashlib.sha256).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:
@@ -155,35 +208,48 @@ def _is_main_process() -> bool:
         return True
 
 
-def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
-    """Check a bundle's manifest against its files; returns the parsed ``tunekit.json``.
+def verify_bundle(
+    path: str | os.PathLike, *, verify_key: bytes | str | None = None
+) -> dict[str, Any]:
+    """Check a bundle's manifest against its files and that nothing in it could run code;
+    returns the parsed ``tunekit.json``.
 
     Raises :class:`BundleError` for a missing directory, a missing/unsafe/altered file or
-    a file not in the manifest, and for a bundle written by a newer tunekit.
+    a file not in the manifest, a bundle written by a newer tunekit, Python files,
+    pickles, an ``auto_map`` in any JSON file, a ``model_type`` transformers does not
+    know, and a ``tunekit.json`` without the fields loading needs. With *verify_key*, an
+    unsigned bundle or one signed with another key is refused too.
     """
     root = Path(path)
     if not root.is_dir():
+        hint = ""
+        kept = [p for p in leftovers(root) if p.name.endswith(".old")]
+        if kept:
+            hint = (
+                f"; a save of it was interrupted and the previous bundle is at {kept[-1]} "
+                f"(saving to {root} again puts it back first, or rename it yourself)"
+            )
         raise BundleError(
-            f"bundle {root} does not exist or is not a directory; pass the directory run.save() wrote"
+            f"bundle {root} does not exist or is not a directory; pass the directory run.save() "
+            f"wrote{hint}"
         )
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(
             f"{root} is not a complete tunekit bundle: {MANIFEST} is missing (a partial or foreign directory)"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        files: dict[str, str] = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    manifest = _read_json(root, MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        shown = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BundleError(f"{root} is not a tunekit bundle (format {shown!r} in {MANIFEST})")
+    _check_format_version(root, MANIFEST, manifest.get("format_version", FORMAT_VERSION))
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
         raise BundleError(
-            f"bundle {root}: {MANIFEST} is unreadable ({exc}); the bundle is damaged"
-        ) from exc
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{root} is not a tunekit bundle (format {manifest.get('format')!r})")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise BundleError(
-            f"bundle {root} has format version {manifest['format_version']}, newer than this tunekit "
-            f"({__version__}, format {FORMAT_VERSION}) reads; upgrade tunekit"
+            f"bundle {root}: {MANIFEST} key 'files' must map each file name to its sha256 "
+            f"(got {type(files).__name__}); the bundle is damaged: save it again with run.save()"
         )
     links = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink())
     if links:  # a link could make the checks (and the loader) read a file outside the bundle
@@ -209,15 +275,171 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, Any]:
                 f"bundle {root} was altered: {name} does not match its sha256 in {MANIFEST}; "
                 f"restore the original bundle or save it again with run.save()"
             )
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST}
-    extra = sorted(present - set(files))
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    extra = sorted(present - set(files) - {MANIFEST, SIGNATURE})
     if extra:
         raise BundleError(
             f"bundle {root} has files not in its manifest: {', '.join(extra[:5])}; it was altered: "
             f"remove them or save the bundle again with run.save()"
         )
-    meta = json.loads((root / "tunekit.json").read_text())
+    if verify_key is not None:
+        _check_signature(root, _key_bytes(verify_key, "verify_key"))
+    _refuse_code(root, sorted(present))
+    meta = _read_json(root, "tunekit.json")
+    _check_meta(root, meta)
     return meta
+
+
+def _read_json(root: Path, name: str) -> Any:
+    """Parse ``root/name`` strictly; anything unreadable is a :class:`BundleError` naming it."""
+    try:
+        return json.loads((root / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(
+            f"bundle {root} is partial: {name} is missing; save the bundle again with run.save()"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(
+            f"bundle {root}: {name} is unreadable, not valid JSON ({type(exc).__name__}: {exc}); the "
+            f"bundle is damaged: restore it or save it again with run.save()"
+        ) from None
+
+
+def _check_format_version(root: Path, name: str, version: Any) -> None:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BundleError(
+            f"bundle {root}: {name} key 'format_version' is {version!r}, not a whole number; the "
+            f"bundle is damaged: save it again with run.save()"
+        )
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {root} has format version {version} ({name}), newer than this tunekit "
+            f"({__version__}, format {FORMAT_VERSION}) reads; upgrade tunekit"
+        )
+
+
+def _check_signature(root: Path, key: bytes) -> None:
+    if not (root / SIGNATURE).is_file():
+        raise BundleError(
+            f"bundle {root} is not signed ({SIGNATURE} is missing) but a verify_key was given; "
+            f"load only bundles saved with run.save(sign_key=...) by your team"
+        )
+    signature = _read_json(root, SIGNATURE)
+    given = signature.get("manifest") if isinstance(signature, dict) else None
+    if (
+        not isinstance(signature, dict)
+        or signature.get("algorithm") != "hmac-sha256"
+        or not isinstance(given, str)
+        or not hmac.compare_digest(given, _hmac(key, root / MANIFEST))
+    ):
+        raise BundleError(
+            f"bundle {root}: {SIGNATURE} does not match verify_key (signed with another key, or "
+            f"{MANIFEST} was changed after signing); refusing a bundle your key did not sign"
+        )
+
+
+def _looks_pickled(head: bytes) -> str | None:
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive (the format torch.save writes: pickles inside)"
+    return None
+
+
+def _refuse_code(root: Path, names: list[str]) -> None:
+    """No Python file, no pickle, no ``auto_map``, no unknown ``model_type``: nothing a
+    loader could be talked into running."""
+    for name in names:  # code first: the most telling reason to refuse
+        if PurePosixPath(name).suffix.lower() in CODE_SUFFIXES:
+            raise BundleError(
+                f"bundle {root} contains code ({name}); tunekit never runs code from a bundle and "
+                f"refuses one that ships it. Load only bundles saved by run.save(); if this one is "
+                f"yours, delete the file and save it again"
+            )
+    for name in names:
+        suffix = PurePosixPath(name).suffix.lower()
+        with (root / name).open("rb") as fh:
+            kind = _looks_pickled(fh.read(4))
+        if suffix in PICKLE_SUFFIXES or kind:
+            raise BundleError(
+                f"bundle {root}: {name} is {kind or 'a pickle-based file'}; unpickling can run "
+                f"code, so a bundle holds safetensors and JSON only. Save the bundle again with "
+                f"run.save()"
+            )
+        if suffix == ".json":
+            found = _find_key(_read_json(root, name), "auto_map")
+            if found:
+                raise BundleError(
+                    f"bundle {root}: {name} has key {found!r}, which asks transformers to import "
+                    f"model code shipped with the bundle; tunekit never runs such code. Load only "
+                    f"bundles saved by run.save(); if this one is yours, remove the key and save "
+                    f"again"
+                )
+    config = _read_json(root, "config.json")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise BundleError(
+            f"bundle {root}: config.json has no key 'model_type' (got {model_type!r}); transformers "
+            f"cannot tell which model it describes. Save the bundle again with run.save()"
+        )
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise BundleError(
+            f"bundle {root}: config.json key 'model_type' is {model_type!r}, which transformers does "
+            f"not know; a custom model type needs custom code, which tunekit never runs. Use a model "
+            f"type transformers ships (bert, roberta, ernie...)"
+        )
+
+
+def _find_key(data: Any, key: str) -> str | None:
+    """Dotted path of the first *key* anywhere in JSON *data* (walked without recursion)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                here = f"{where}.{k}" if where else str(k)
+                if k == key:
+                    return here
+                if isinstance(v, (dict, list)):
+                    stack.append((v, here))
+        elif isinstance(node, list):
+            stack.extend(
+                (v, f"{where}[{i}]") for i, v in enumerate(node) if isinstance(v, (dict, list))
+            )
+    return None
+
+
+def _check_meta(root: Path, meta: Any) -> None:
+    """``tunekit.json`` holds the fields loading reads, with the right types."""
+
+    def bad(key: str, what: str) -> BundleError:
+        return BundleError(
+            f"bundle {root}: tunekit.json key {key!r} {what}; the bundle is damaged or was edited: "
+            f"save it again with run.save()"
+        )
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", f"must be an object, got {type(meta).__name__}")
+    _check_format_version(root, "tunekit.json", meta.get("format_version", FORMAT_VERSION))
+    for key in ("task", "strategy", "training", "backbone"):
+        if key not in meta:
+            raise bad(key, "is missing")
+        if not isinstance(meta[key], dict):
+            raise bad(key, f"must be an object, got {type(meta[key]).__name__}")
+    for part in ("task", "strategy"):
+        if not isinstance(meta[part].get("name"), str):
+            raise bad(f"{part}.name", "is missing or not text")
+        if not isinstance(meta[part].get("config", {}), dict):
+            raise bad(f"{part}.config", "must be an object")
+    if not isinstance(meta["task"].get("state", {}), (dict, type(None))):
+        raise bad("task.state", "must be an object")
+    if not isinstance(meta["strategy"].get("stores_encoder"), bool):
+        raise bad("strategy.stores_encoder", "is missing or not true/false")
+    for key in ("name", "source"):
+        if not isinstance(meta["backbone"].get(key, ""), (str, type(None))):
+            raise bad(f"backbone.{key}", "must be text")
 
 
 def find_bundle(path: str | os.PathLike) -> Path | None:
@@ -249,17 +471,44 @@ def bundle_backbone(path: str | os.PathLike, *, name: str | None = None) -> Back
     )
 
 
-def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
-    """Load and verify a bundle written by :func:`save_bundle`."""
+_LOADING: set[str] = set()  # bundles being loaded: a base that leads back to one is a cycle
+
+
+def load_bundle(
+    path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    verify_key: bytes | str | None = None,
+) -> Run:
+    """Load and verify a bundle written by :func:`save_bundle`.
+
+    Everything that can be wrong with a bundle, whether damaged or edited and re-hashed,
+    is a :class:`BundleError` naming the file and key; no code from the bundle runs.
+    """
+    root = Path(path)
+    key = os.path.realpath(root)
+    if key in _LOADING:
+        raise BundleError(
+            f"bundle {root} names itself (directly or through other bundles) as its base model in "
+            f"tunekit.json key 'backbone'; a bundle re-attaches to a different base: save it again "
+            f"with run.save(), or with merged=True for a standalone bundle"
+        )
+    _LOADING.add(key)
+    try:
+        return _load_bundle(root, device=device, verify_key=verify_key)
+    finally:
+        _LOADING.discard(key)
+
+
+def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | None) -> Run:
     import torch
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from .plugins import get_state
     from .run import Run
 
-    root = Path(path)
-    meta = verify_bundle(root)
+    meta = verify_bundle(root, verify_key=verify_key)
     state = get_state()
     try:
         task_cls = state.tasks.get(meta["task"]["name"])
@@ -269,22 +518,47 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
             f"bundle {root} needs a plugin that is not installed: {exc} Install the plugin that "
             f"provides it (`tunekit plugins` lists what is installed)."
         ) from exc
-    task = task_cls(
-        build_config(task_cls.Config, meta["task"]["config"], owner=f"task {task_cls.name!r}")
-    )
-    task.load_state(meta["task"]["state"])
-    strategy = strategy_cls(
-        build_config(
-            strategy_cls.Config, meta["strategy"]["config"], owner=f"strategy {strategy_cls.name!r}"
+
+    def damaged(where: str, exc: BaseException) -> BundleError:
+        return BundleError(
+            f"bundle {root}: {where} cannot be used ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); the bundle is damaged or was "
+            f"edited: save it again with run.save()"
         )
-    )
-    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+
+    broken = (TunekitError, ValueError, TypeError, KeyError, IndexError, AttributeError)
+    try:
+        task = task_cls(
+            build_config(
+                task_cls.Config, meta["task"].get("config", {}), owner=f"task {task_cls.name!r}"
+            )
+        )
+        task.load_state(meta["task"].get("state") or {})
+    except broken as exc:
+        raise damaged(f"tunekit.json key 'task' (task {task_cls.name!r})", exc) from exc
+    try:
+        strategy = strategy_cls(
+            build_config(
+                strategy_cls.Config,
+                meta["strategy"].get("config", {}),
+                owner=f"strategy {strategy_cls.name!r}",
+            )
+        )
+    except broken as exc:
+        raise damaged(f"tunekit.json key 'strategy' ({strategy_cls.name!r})", exc) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False)
+    except (OSError, RecursionError, *broken) as exc:
+        raise damaged("tokenizer/", exc) from exc
     identity = meta["backbone"]
     if meta["strategy"]["stores_encoder"]:
-        config = AutoConfig.from_pretrained(root)
-        encoder = AutoModel.from_config(config)
+        try:
+            config = AutoConfig.from_pretrained(root, trust_remote_code=False)
+            encoder = AutoModel.from_config(config, trust_remote_code=False)
+        except (OSError, RuntimeError, *broken) as exc:
+            raise damaged("config.json", exc) from exc
         backbone = Backbone(
-            name=identity.get("name", ""), source=str(root), model=encoder, tokenizer=tokenizer
+            name=identity.get("name") or "", source=str(root), model=encoder, tokenizer=tokenizer
         )
     else:
         try:
@@ -296,16 +570,35 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
         if identity.get("weights_sha256") and backbone.weights_sha256 != identity["weights_sha256"]:
             raise BundleError(
                 f"bundle {root} was trained on base model {identity.get('name')!r} with weights sha256 "
-                f"{identity['weights_sha256'][:12]}…, but {backbone.source} has {backbone.weights_sha256[:12]}…; "
+                f"{str(identity['weights_sha256'])[:12]}…, but {backbone.source} has {backbone.weights_sha256[:12]}…; "
                 f"load it where the same base model is available, or save it with a strategy that stores the encoder"
             )
         backbone = Backbone(
             name=backbone.name, source=backbone.source, model=backbone.model, tokenizer=tokenizer
         )
-    head = task.build_head(backbone)
-    model = TaskModel(backbone.model, head)
-    strategy.apply(model)
-    tensors = load_file(str(root / "model.safetensors"))
+    try:
+        head = task.build_head(backbone)
+        model = TaskModel(backbone.model, head)
+        strategy.apply(model)
+    except (RuntimeError, *broken) as exc:
+        raise damaged("tunekit.json (task and strategy options) with config.json", exc) from exc
+    try:
+        with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(
+            f"bundle {root}: model.safetensors is not a readable safetensors file ({exc}); it is "
+            f"truncated or in another format: save the bundle again with run.save()"
+        ) from exc
+    expected = model.state_dict()
+    for name, tensor in tensors.items():
+        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+            raise BundleError(
+                f"bundle {root}: model.safetensors holds {name} with shape {tuple(tensor.shape)}, "
+                f"but the model rebuilt from config.json and tunekit.json needs "
+                f"{tuple(expected[name].shape)} (an edited hidden_size, label list or head option?); "
+                f"save the bundle again with run.save()"
+            )
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     allowed_missing = (
         set()
@@ -320,8 +613,22 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
         )
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(target).eval()
-    training = build_config(TrainingConfig, {**meta["training"], "resume": False}, owner="training")
-    history_data = json.loads((root / "history.json").read_text())
+    try:
+        training = build_config(
+            TrainingConfig, {**meta["training"], "resume": False}, owner="training"
+        )
+    except broken as exc:
+        raise damaged("tunekit.json key 'training'", exc) from exc
+    history_data = _read_json(root, "history.json")
+    if not isinstance(history_data, dict):
+        raise BundleError(
+            f"bundle {root}: history.json must be an object with 'rows' and 'info'; save the bundle "
+            f"again with run.save()"
+        )
+    try:
+        history = History(history_data.get("rows"), info=history_data.get("info"))
+    except broken as exc:
+        raise damaged("history.json", exc) from exc
     precision = meta.get("precision", "fp32")
     if precision == "fp16" and target.type == "cpu":
         precision = "fp32"
@@ -333,7 +640,7 @@ def load_bundle(path: str | os.PathLike, *, device: str | None = None) -> Run:
         tokenizer=tokenizer,
         training=training,
         backbone=identity,
-        history=History(history_data.get("rows"), info=history_data.get("info")),
+        history=history,
         metrics=meta.get("metrics"),
         precision=precision,
     )

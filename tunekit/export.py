@@ -76,10 +76,10 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
             f"export format={format!r} is not known{close_matches_hint(format, FORMATS) or '.'} "
             f"Use one of {', '.join(FORMATS)}."
         )
-    if format == "onnx":
     from .atomic import atomic_directory, check_save_target, list_files
 
     check_save_target(path)  # before any work: never replace a folder of the user's files
+    if format == "onnx":
         return _export_onnx(run, Path(path))
     exported = hf_export(run)
 
@@ -95,6 +95,8 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
             "notes": exported.notes,
         }
         (tmp / "README.md").write_text(_model_card(info), encoding="utf-8")
+        info["files"] = [*list_files(tmp), EXPORT_FILE]  # what a later export may replace
+        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return str(path)
 
 
@@ -102,8 +104,6 @@ def hf_export(run: Run) -> HFExport:
     """The task's transformers model for *run* (adapters merged), verified on a probe batch."""
     from .task import Task
 
-        info["files"] = [*list_files(tmp), EXPORT_FILE]  # what a later export may replace
-        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     if type(run.task).export_hf is Task.export_hf:  # refuse before touching the model
         run.task.export_hf(run.model)
     try:

@@ -120,7 +120,7 @@ def build_mlm_head(
     config = backbone.config
     with _quiet_transformers():
         try:
-            mlm = AutoModelForMaskedLM.from_config(config)
+            mlm = AutoModelForMaskedLM.from_config(config, trust_remote_code=False)
         except ValueError as exc:
             raise ConfigError(
                 f"model {backbone.name!r} (type {config.model_type!r}) has no masked-LM class in transformers; "
