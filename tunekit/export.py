@@ -67,8 +67,9 @@ class HFExport:
 
 
 # ---- core: merge, ask the task, verify, save ------------------------------------------------
-def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
-    """Write *run* to *path* in *format* (``"hf"``, or ``"onnx"`` through 🤗 optimum)."""
+def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf", **options: Any) -> str:
+    """Write *run* to *path* in *format*: ``"hf"`` (transformers layout), or ``"onnx"``
+    (:func:`tunekit.onnx_export.export_onnx`, which takes *options*)."""
     if format not in FORMATS:
         from .errors import close_matches_hint
 
@@ -80,7 +81,13 @@ def export_run(run: Run, path: str | os.PathLike, *, format: str = "hf") -> str:
 
     check_save_target(path)  # before any work: never replace a folder of the user's files
     if format == "onnx":
-        return _export_onnx(run, Path(path))
+        from .onnx_export import export_onnx
+
+        return export_onnx(run, path, **options)
+    if options:
+        raise ConfigError(
+            f"export option(s) {sorted(options)} apply to format='onnx' only; format='hf' takes none"
+        )
     exported = hf_export(run)
 
     with atomic_directory(Path(path), protect=True) as tmp:
@@ -362,37 +369,6 @@ def feature_extraction(model: TaskModel) -> Any:
     from transformers import AutoModel
 
     return encoder_model(AutoModel, model)
-
-
-# ---- ONNX through optimum ------------------------------------------------------------------------
-def _export_onnx(run: Run, path: Path) -> str:
-    try:
-        from optimum.exporters.onnx import main_export
-    except ImportError:
-        raise ExportError(
-            "format='onnx' exports through 🤗 optimum, which is not installed: pip install 'optimum[onnx]' "
-            "(optimum 2.1 requires transformers<5), or export format='hf' and convert that directory with "
-            "`optimum-cli export onnx --model DIR OUT` in an environment that has optimum"
-        ) from None
-    import tempfile
-
-    exported = hf_export(run)
-    with tempfile.TemporaryDirectory() as tmp:
-        staging = Path(tmp) / "hf"
-        exported.model.save_pretrained(staging)
-        run.tokenizer.save_pretrained(staging)
-        main_export(str(staging), output=str(path), task=_optimum_task(exported.pipeline))
-    return str(path)
-
-
-def _optimum_task(pipeline: str) -> str:
-    return {
-        "text-classification": "text-classification",
-        "token-classification": "token-classification",
-        "fill-mask": "fill-mask",
-        "feature-extraction": "feature-extraction",
-        "question-answering": "question-answering",
-    }.get(pipeline, pipeline)
 
 
 def _model_card(info: Mapping[str, Any]) -> str:

@@ -306,6 +306,22 @@ class FillMaskTask(Task):
         targets = batch["labels"][outputs["rows"], outputs["cols"]]
         return F.cross_entropy(logits.float(), targets)
 
+    def export_batch(
+        self, batch: Mapping[str, torch.Tensor], tokenizer: Any
+    ) -> dict[str, torch.Tensor]:
+        """ONNX export's graph inputs: the encoder inputs and, as ``labels``, the positions
+        to score (``0`` there, ``-100`` elsewhere): the labelled positions when evaluating,
+        the mask tokens when predicting; the head scores exactly the same positions as in
+        torch, and the real labels never enter the graph."""
+        inputs = {k: v for k, v in batch.items() if k != "labels" and isinstance(v, torch.Tensor)}
+        labels = batch.get("labels")
+        if labels is not None:
+            where = labels != -100
+        else:
+            where = batch["input_ids"] == tokenizer.mask_token_id
+        inputs["labels"] = torch.where(where, 0, -100).long()
+        return inputs
+
     def batch_outputs(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

@@ -169,10 +169,21 @@ class CRFHead(TokenClassifierHead):
                 self.crf, params, (emissions, gold), {"mask": valid, "reduction": "none"}
             )
             out["nll"] = nll
-        if not self.training:
+        # an ONNX export traces the emissions only; Viterbi runs after the graph in numpy
+        # (tunekit.onnx_postprocess.crf_viterbi_tags, fed by TaggingTask.export_postprocess)
+        if not self.training and not torch.jit.is_tracing():
             paths = torch.func.functional_call(self.crf, params, (emissions,), {"mask": valid})
             out["tags"] = self._scatter(paths, index, mask, logits.shape[1])
         return out
+
+    def decoding_arrays(self) -> dict[str, list]:
+        """What Viterbi decoding needs outside the module (an ONNX export's post-processing):
+        the constrained ``transitions``, ``start_transitions``, ``end_transitions`` and the
+        scheme's ``allowed_start`` / ``allowed_end``."""
+        params = {k: v.detach().float().cpu().tolist() for k, v in self._constrained().items()}
+        params["allowed_start"] = self.allowed_start.cpu().tolist()
+        params["allowed_end"] = self.allowed_end.cpu().tolist()
+        return params
 
     def _edge_constraints(
         self, emissions: torch.Tensor, valid: torch.Tensor, batch: Mapping[str, torch.Tensor]

@@ -448,6 +448,16 @@ class TaggingTask(Task):
         return metrics
 
     # ---- export ---------------------------------------------------------------------------
+    def export_postprocess(self, model: Any) -> dict[str, Any] | None:
+        """ONNX export (``run.export(dir, format="onnx")``): a CRF head's graph gives the
+        per-token emissions; its constrained Viterbi decoding runs after the graph as the
+        ``crf-viterbi`` step of :mod:`tunekit.onnx_postprocess` with these arrays.
+        ``None`` for the softmax head (everything is in the graph)."""
+        decoding = getattr(model.head, "decoding_arrays", None)
+        if decoding is None:
+            return None
+        return {"name": "crf-viterbi", "produces": ["tags"], "arrays": decoding()}
+
     def export_hf(self, model: Any) -> Any:
         """``AutoModelForTokenClassification`` (``token-classification`` pipeline); needs the
         ``softmax`` head with no hidden layer. A CRF head is refused: its Viterbi decoding

@@ -1,0 +1,535 @@
+"""Export a trained run to ONNX, verified: ``run.export(dir, format="onnx")``.
+
+What is written (into a directory that must be absent or empty, atomically)::
+
+    model.onnx            encoder + representation + head, adapters merged (fp32, or int8
+                          with quantize="int8"); inputs: the task's batch tensors
+                          (input_ids, attention_mask, token_type_ids, word_starts...),
+                          batch and sequence axes dynamic; outputs: the head's tensors
+    tokenizer/            the tokenizer (save_pretrained layout)
+    tunekit_onnx.json     task name, options and label schema, graph inputs/outputs, opset,
+                          library versions, the parity (and int8) figures, post-processing
+    postprocess.py        only when decoding runs outside the graph (CRF Viterbi): a numpy
+                          copy of :mod:`tunekit.onnx_postprocess`
+    manifest.json         sha256 of every other file
+
+How it is built. The run's model is copied, adapters merged into the encoder (peft
+``merge_and_unload`` on the copy), put in eval mode and traced by ``torch.onnx.export``
+(the TorchScript exporter, ``dynamo=False``) on a batch the task itself collates from
+held-out records. Nothing task-specific is needed for most tasks; two optional hooks
+exist, looked up on the task:
+
+- ``task.export_batch(batch, tokenizer) -> dict``: the graph's inputs from a collated batch (with or
+  without labels). Default: every tensor but ``labels``. fill-mask turns its labels
+  into the positions to score so evaluation through the graph scores the same positions.
+- ``task.export_postprocess(model) -> dict | None``: ``{"name": ..., "produces": [...],
+  "arrays": {...}}`` for a step that runs after the graph in numpy
+  (:data:`tunekit.onnx_postprocess.POSTPROCESSORS`); the tagging task's CRF head uses it
+  for Viterbi decoding.
+
+The parity gate. The torch model and the ONNX graph run on a probe batch (random
+vocabulary ids, padding and mask tokens: :func:`tunekit.export.probe_batch`) and on
+held-out records (``records=`` or the run's eval split): the largest absolute difference
+of any output (logits...) and the agreement of the decoded predictions are measured,
+stored in ``tunekit_onnx.json`` and the export is refused (:class:`ExportError`, with the
+figures) when the difference is over ``atol`` or the agreement under ``min_agreement``.
+With ``quantize="int8"`` (``onnxruntime.quantization.quantize_dynamic``) the task's own
+metric on the held-out labelled records is compared too, and a drop of more than
+``max_drop`` points refuses the export.
+
+Example::
+
+    run.export("out/onnx", format="onnx", quantize="int8", records="dev.csv")
+    tunekit.load("out/onnx").predict("what a wonderful film")   # through onnxruntime
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import BundleError, ConfigError, ExportError
+from .onnx_runtime import graph_batch
+
+if TYPE_CHECKING:
+    from .run import Run
+
+logger = logging.getLogger("tunekit")
+
+FORMAT = "tunekit-onnx"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+META_FILE = "tunekit_onnx.json"
+MODEL_FILE = "model.onnx"
+POSTPROCESS_FILE = "postprocess.py"
+OPSET = 17
+#: default tolerances of the parity gate
+ATOL = 1e-3
+MIN_AGREEMENT = 0.99
+#: default largest drop (in points: 1 point = 0.01 of a 0-1 metric) int8 may cost
+MAX_DROP = 1.0
+#: held-out features whose raw outputs are compared (predictions: every record)
+LOGIT_FEATURES = 256
+QUANTIZE = ("int8",)
+
+
+# ---- the graph ------------------------------------------------------------------------------
+class _Graph(nn.Module):
+    """The task model with positional tensor inputs and a tuple of outputs (what tracing needs)."""
+
+    def __init__(self, model: nn.Module, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(dict(zip(self.inputs, tensors)))
+        return tuple(out[name] for name in self.outputs)
+
+
+def exportable_model(run: Run) -> nn.Module:
+    """A float32, eval-mode copy of *run*'s model with adapters merged into the encoder
+    (``strategy.merged_model``; an adapter that cannot merge stays in the graph and the
+    parity gate judges it) and eager attention (what the tracer exports most robustly)."""
+    if getattr(run, "model", None) is None or not getattr(run.task, "supervised", True):
+        raise ExportError(
+            f"task {run.task.name!r} has no single network to export to ONNX (it is not trained by "
+            f"tunekit's supervised loop); save a bundle instead (run.save)"
+        )
+    try:
+        model = run.strategy.merged_model(run.model)
+    except ConfigError as exc:
+        logger.warning("ONNX export: %s; the adapter is exported unmerged", exc)
+        model = run.model
+    model = copy.deepcopy(model) if model is run.model else model
+    model = model.float().cpu().eval()
+    encoder = getattr(model, "encoder", None)
+    setter = getattr(encoder, "set_attn_implementation", None)
+    if callable(setter):
+        try:
+            setter("eager")
+        except Exception as exc:  # an encoder without eager attention keeps its own
+            logger.debug("ONNX export keeps the encoder's attention: %s", exc)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def _postprocess_spec(run: Run, model: nn.Module) -> dict[str, Any] | None:
+    hook = getattr(run.task, "export_postprocess", None)
+    spec = hook(model) if callable(hook) else None
+    if spec is None:
+        return None
+    from .onnx_postprocess import POSTPROCESSORS
+
+    if spec.get("name") not in POSTPROCESSORS:
+        raise ExportError(
+            f"task {run.task.name!r} asks for ONNX post-processing {spec.get('name')!r}, which this tunekit "
+            f"does not have (known: {', '.join(POSTPROCESSORS)}); upgrade tunekit"
+        )
+    arrays = {k: np.asarray(v).tolist() for k, v in spec.get("arrays", {}).items()}
+    return {"name": spec["name"], "produces": list(spec.get("produces", ())), "arrays": arrays}
+
+
+def trace_to_onnx(
+    model: nn.Module,
+    example: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    skip_outputs: Sequence[str] = (),
+    opset: int = OPSET,
+) -> tuple[list[str], list[str]]:
+    """Trace *model* on *example* (graph inputs) into *path*; returns (inputs, outputs)."""
+    inputs = list(example)
+    with torch.no_grad():
+        eager = model(dict(example))
+    outputs = [
+        k for k, v in eager.items() if isinstance(v, torch.Tensor) and k not in set(skip_outputs)
+    ]
+    graph = _Graph(model, inputs, outputs).eval()
+    dynamic: dict[str, dict[int, str]] = {}
+    for name in inputs:
+        dims = example[name].dim()
+        dynamic[name] = {0: "batch", 1: "sequence"} if dims >= 2 else {0: "batch"} if dims else {}
+    for name in outputs:
+        dynamic[name] = {i: f"{name}_{i}" for i in range(eager[name].dim())}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python values: checked by parity
+        torch.onnx.export(
+            graph,
+            tuple(example[k] for k in inputs),
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    return inputs, outputs
+
+
+# ---- comparison ---------------------------------------------------------------------------
+def _leaves(value: Any, floats: bool) -> list[Any]:
+    if isinstance(value, Mapping):
+        keys = sorted(value, key=str)
+        return [x for k in keys for x in [*([] if floats else [k]), *_leaves(value[k], floats)]]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _leaves(v, floats)]
+    is_float = isinstance(value, (float, np.floating))
+    return [value] if is_float == floats else []
+
+
+def prediction_agreement(reference: Sequence[Any], other: Sequence[Any]) -> float:
+    """Fraction of predictions that agree: every label, tag, span and token equal (scores
+    and probabilities ignored); predictions made of numbers only (a regression score, a
+    similarity) agree within 1 % of the reference predictions' range."""
+    if not reference:
+        return 1.0
+    numbers = [x for p in reference for x in _leaves(p, True)]
+    spread = (max(numbers) - min(numbers)) if numbers else 0.0
+    tolerance = 0.01 * (spread or 1.0)
+    same = 0
+    for a, b in zip(reference, other):
+        labels_a, labels_b = _leaves(a, False), _leaves(b, False)
+        if labels_a != labels_b:
+            continue
+        if not labels_a:  # a number-only prediction
+            fa, fb = _leaves(a, True), _leaves(b, True)
+            if len(fa) != len(fb) or any(abs(x - y) > tolerance for x, y in zip(fa, fb)):
+                continue
+        same += 1
+    return same / len(reference)
+
+
+def _max_diff(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) -> float:
+    worst = 0.0
+    for name, a in ours.items():
+        b = theirs[name]
+        if a.shape != b.shape:
+            return math.inf
+        if not a.size:
+            continue
+        if np.issubdtype(a.dtype, np.floating):
+            worst = max(worst, float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()))
+        elif not np.array_equal(a, b):
+            return math.inf
+    return worst
+
+
+def _torch_outputs(model: nn.Module, batch: Mapping[str, torch.Tensor], names: Sequence[str]):
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model({k: v.to(device) for k, v in batch.items()})
+    return {k: out[k].detach().float().cpu().numpy() for k in names}
+
+
+def _probe(run: Run, model: nn.Module, example: Mapping[str, torch.Tensor]) -> dict:
+    """*example* with its token ids replaced by random vocabulary ids (special tokens and
+    padding kept, a mask token in every row): inputs no held-out text shows."""
+    generator = torch.Generator().manual_seed(1)
+    special = torch.tensor(run.tokenizer.all_special_ids or [-1])
+    vocab = int(model.encoder.config.vocab_size)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in example.items():
+        if name.endswith("input_ids") and value.dim() == 2:
+            noise = torch.randint(5, vocab, value.shape, generator=generator)
+            ids = torch.where(torch.isin(value, special), value, noise)
+            if run.tokenizer.mask_token_id is not None and value.shape[1] > 3:
+                ids[:, 2] = run.tokenizer.mask_token_id
+            out[name] = ids
+        else:
+            out[name] = value.clone()
+    return out
+
+
+# ---- export -------------------------------------------------------------------------------
+def export_onnx(
+    run: Run,
+    path: str | os.PathLike,
+    *,
+    records: Any = None,
+    atol: float = ATOL,
+    min_agreement: float = MIN_AGREEMENT,
+    quantize: str | None = None,
+    max_drop: float = MAX_DROP,
+    opset: int = OPSET,
+) -> str:
+    """Export *run* to an ONNX directory at *path* (absent or empty), verified.
+
+    - *records*: held-out labelled data (any source ``run.evaluate`` takes, or records);
+      default: the eval split ``finetune`` held out (``run.eval_records``).
+    - *atol* / *min_agreement*: the parity gate (largest |Δ output| and the fraction of
+      equal predictions between the torch model and the graph).
+    - *quantize*: ``"int8"`` writes a dynamically quantized graph instead; refused when the
+      task's metric on *records* drops more than *max_drop* points (1 point = 0.01).
+
+    Raises :class:`ExportError` (with the figures) when a gate fails, and
+    :class:`BundleError` when *path* exists and is not an empty directory.
+
+    Example::
+
+        run.export("out/onnx", format="onnx", atol=1e-4, min_agreement=1.0)
+    """
+    import onnxruntime  # noqa: F401  (a clear error before any work)
+
+    from .atomic import atomic_directory
+    from .bundle import _sha256, library_versions
+    from .config import config_to_dict
+
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise BundleError(
+            f"ONNX export target {target} exists and is not an empty directory; export into a new "
+            f"or empty directory (nothing there is overwritten)"
+        )
+    if quantize not in (None, *QUANTIZE):
+        raise ConfigError(f"quantize={quantize!r} is not known; use None or 'int8'")
+    if not atol >= 0 or not 0 <= min_agreement <= 1:
+        raise ConfigError(
+            f"atol={atol} and min_agreement={min_agreement}: atol must be >= 0, min_agreement in [0, 1]"
+        )
+    task = run.task
+    held_out = _held_out_records(run, records)
+    if quantize and not held_out:
+        raise ExportError(
+            "quantize='int8' is gated on the task's metric over held-out labelled records, and there are "
+            "none: pass records= (Python) or --data (CLI) with labelled data the run was not trained on"
+        )
+    model = exportable_model(run)
+    post = _postprocess_spec(run, model)
+    # labelled features: a task that masks its inputs when evaluating (fill-mask) then
+    # shows the graph the positions it scores; labels themselves never enter the graph
+    features = (
+        task.encode(held_out, run.tokenizer, max_length=run.training.max_length, with_labels=True)[
+            :LOGIT_FEATURES
+        ]
+        if held_out
+        else []
+    )
+    batches = [
+        graph_batch(task, task.collate(features[i : i + 32], run.tokenizer), run.tokenizer)
+        for i in range(0, len(features), 32)
+    ]
+    from .export import probe_batch
+
+    if batches:
+        example = batches[0]
+        probe = _probe(run, model, example)
+    else:
+        example = probe = graph_batch(task, probe_batch(model, run.tokenizer), run.tokenizer)
+    from .onnx_runtime import OnnxRun, session_for
+
+    with atomic_directory(target) as tmp:
+        onnx_path = tmp / MODEL_FILE
+        inputs, outputs = trace_to_onnx(
+            model, example, onnx_path, skip_outputs=post["produces"] if post else (), opset=opset
+        )
+        session = session_for(onnx_path)
+        parity = {"atol": atol, "min_agreement": min_agreement}
+        # the reference is the run's own model (adapters unmerged, as trained), so a wrong
+        # merge or copy shows up as well as a wrong graph
+        reference_model = run.model.eval()
+        parity["probe_max_abs_diff"] = _max_diff(
+            _torch_outputs(reference_model, probe, outputs), _feed(session, probe, outputs)
+        )
+        held_diff = 0.0
+        for batch in batches:
+            held_diff = max(
+                held_diff,
+                _max_diff(
+                    _torch_outputs(reference_model, batch, outputs), _feed(session, batch, outputs)
+                ),
+            )
+        parity["held_out_max_abs_diff"] = held_diff if batches else None
+        run.tokenizer.save_pretrained(tmp / "tokenizer")
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": {
+                "name": task.name,
+                "config": config_to_dict(task.config),
+                "state": task.state(),
+                "labels": list(run.labels),
+            },
+            "strategy": run.strategy.name,
+            "training": config_to_dict(run.training),
+            "backbone": run.backbone,
+            "metrics": run.metrics,
+            "inputs": inputs,
+            "outputs": outputs,
+            "opset": opset,
+            "quantization": None,
+            "postprocess": post,
+            "versions": _versions(library_versions()),
+        }
+        _write_json(tmp / META_FILE, meta)
+        onnx_run = OnnxRun.from_directory(tmp, verify=False)
+        torch_seconds = onnx_seconds = None
+        reference: list = []
+        if held_out:
+            # labelled decoding: what evaluate() decodes (for fill-mask, the eval masks' top-1)
+            start = time.perf_counter()
+            reference = run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
+            torch_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            exported = onnx_run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
+            onnx_seconds = time.perf_counter() - start
+            parity["held_out_records"] = len(held_out)
+            parity["agreement"] = prediction_agreement(reference, exported)
+        else:
+            parity["held_out_records"] = 0
+            parity["agreement"] = None
+            logger.warning(
+                "ONNX export: no held-out records (pass records=), so parity was checked on the probe batch only"
+            )
+        worst = max(parity["probe_max_abs_diff"], held_diff)
+        agreement = parity["agreement"]
+        if not worst <= atol or (agreement is not None and agreement < min_agreement):
+            raise ExportError(
+                f"the ONNX graph does not reproduce the run: max |Δ output| {worst:.3e} (probe "
+                f"{parity['probe_max_abs_diff']:.3e}, held-out {held_diff:.3e}; atol={atol:g}), prediction agreement "
+                f"{_pct(agreement)} on {parity['held_out_records']} held-out records (min_agreement="
+                f"{min_agreement:g}); nothing was written. Raise atol / lower min_agreement if this is expected, "
+                f"or report the model and task"
+            )
+        sizes = {"fp32_bytes": onnx_path.stat().st_size}
+        speed = {
+            "records": len(held_out),
+            "torch_texts_per_s": _rate(len(held_out), torch_seconds),
+            "onnx_fp32_texts_per_s": _rate(len(held_out), onnx_seconds),
+        }
+        if quantize:
+            meta["quantization"] = _quantize_int8(
+                run, tmp, held_out, reference, max_drop=max_drop, sizes=sizes, speed=speed
+            )
+        meta["parity"] = parity
+        meta["size"] = sizes
+        meta["speed"] = speed
+        _write_json(tmp / META_FILE, meta)
+        if post:
+            source = Path(__file__).with_name("onnx_postprocess.py")
+            (tmp / POSTPROCESS_FILE).write_text(source.read_text(encoding="utf-8"), "utf-8")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "files": {p.relative_to(tmp).as_posix(): _sha256(p) for p in files},
+        }
+        _write_json(tmp / MANIFEST, manifest)
+    return str(target)
+
+
+def _quantize_int8(
+    run: Run,
+    tmp: Path,
+    held_out: list,
+    reference: list,
+    *,
+    max_drop: float,
+    sizes: dict,
+    speed: dict,
+) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .onnx_runtime import OnnxRun
+
+    fp32_path = tmp / MODEL_FILE
+    int8_path = tmp / ".model.int8.onnx"
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    sizes["int8_bytes"] = int8_path.stat().st_size
+    int8_run = OnnxRun.from_directory(tmp, verify=False, model_file=int8_path.name)
+    reference_metrics = run.task.metrics(reference, held_out)
+    start = time.perf_counter()
+    quantized = int8_run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
+    speed["onnx_int8_texts_per_s"] = _rate(len(held_out), time.perf_counter() - start)
+    quantized_metrics = run.task.metrics(quantized, held_out)
+    name, higher = _gate_metric(run.task, reference_metrics)
+    ref, got = float(reference_metrics[name]), float(quantized_metrics[name])
+    drop = 100.0 * (ref - got) * (1 if higher else -1)
+    figures = {
+        "kind": "int8",
+        "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights)",
+        "metric": name,
+        "reference": ref,
+        "quantized": got,
+        "drop_points": drop,
+        "max_drop": max_drop,
+        "agreement": prediction_agreement(reference, quantized),
+        "records": len(held_out),
+    }
+    if not drop <= max_drop:
+        raise ExportError(
+            f"int8 quantization costs {drop:.2f} points of {name} on {len(held_out)} held-out records "
+            f"({ref:.4f} → {got:.4f}; max_drop={max_drop:g}; label agreement {_pct(figures['agreement'])}); "
+            f"nothing was written. Export fp32 (quantize=None) or raise max_drop"
+        )
+    os.replace(int8_path, fp32_path)
+    return figures
+
+
+def _gate_metric(task: Any, metrics: Mapping[str, float]) -> tuple[str, bool]:
+    """The metric the int8 gate watches: the task's ``default_metric`` when it is one of
+    its metrics, else the first one; lower is better for losses, errors and perplexity."""
+    numeric = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+    if not numeric:
+        raise ExportError(
+            f"task {task.name!r} reports no metric on the held-out records, so int8 cannot be gated; "
+            f"export fp32 (quantize=None)"
+        )
+    name = task.default_metric if task.default_metric in numeric else numeric[0]
+    higher = getattr(task, "greater_is_better", None)
+    if higher is None or name != task.default_metric:
+        higher = not any(w in name for w in ("loss", "error", "perplexity", "mse", "mae"))
+    return name, bool(higher)
+
+
+def _held_out_records(run: Run, records: Any) -> list:
+    if records is None:
+        return list(getattr(run, "eval_records", None) or [])
+    return run.task.read(records, name="records")
+
+
+def _feed(session: Any, batch: Mapping[str, torch.Tensor], outputs: Sequence[str]):
+    from .onnx_runtime import run_session
+
+    return run_session(session, {k: v.numpy() for k, v in batch.items()}, outputs)
+
+
+def _versions(versions: dict[str, str]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = dict(versions)
+    for name in ("onnx", "onnxruntime"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    out.setdefault("python", platform.python_version())
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from .bundle import _json_default
+
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _rate(n: int, seconds: float | None) -> float | None:
+    return n / seconds if seconds else None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
