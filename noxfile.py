@@ -72,7 +72,11 @@ def reliability(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Fine-tune the embedded model on Rotten-Tomatoes snippets; print the epoch table."""
     install_all(session)
-    session.run("python", "examples/quickstart.py", env={"HF_HUB_OFFLINE": "1"})
+    session.run(
+        "python",
+        "examples/quickstart.py",
+        env={"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "benchmarks")},
+    )
 
 
 #: where the plugins' packages are, for lint-imports (it reads the sources; nothing is installed)

@@ -13,9 +13,9 @@ import resource
 import time
 
 import torch
+from corpora import rotten_tomatoes_split
 
 import tunekit
-from tunekit.corpora import rotten_tomatoes_split
 
 
 def main() -> None:

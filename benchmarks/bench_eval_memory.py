@@ -60,7 +60,7 @@ def _reset_peak() -> None:
 
 
 def snippets() -> list[str]:
-    from tunekit.corpora import rotten_tomatoes
+    from corpora import rotten_tomatoes
 
     return [r["text"] for r in rotten_tomatoes()]
 

@@ -16,9 +16,9 @@ import tempfile
 import time
 
 import torch
+from corpora import rotten_tomatoes_split
 
 import tunekit
-from tunekit.corpora import rotten_tomatoes_split
 
 
 def hf_baseline(texts, held_out, args):

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 import torch
+from corpora import fetch_package_file
 
 import tunekit
-from tunekit.corpora import fetch_package_file
 from tunekit.metrics import regression_metrics
 
 GENSIM = ("gensim", "4.4.0")

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 import torch
-from tunekit_qa import generate_items
+from qa_items import generate_items
 
 import tunekit
 from tunekit.inference import compute_outputs

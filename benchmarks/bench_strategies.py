@@ -53,9 +53,9 @@ RUNS: dict[str, tuple[str, dict]] = {
 
 def child(name: str, args: argparse.Namespace) -> dict:
     import torch
+    from corpora import rotten_tomatoes_split
 
     import tunekit
-    from tunekit.corpora import rotten_tomatoes_split
 
     strategy, options = RUNS[name]
     train, test = rotten_tomatoes_split(train_size=args.train, test_size=args.test)

@@ -21,9 +21,9 @@ import platform
 import time
 
 import torch
+from corpora import peoples_daily_pos, wnut_ner
 
 import tunekit
-from tunekit.corpora import peoples_daily_pos, wnut_ner
 
 
 def datasets(name: str, train_size: int, test_size: int):

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpora import news_articles
 from tunekit_topics.coherence import npmi_from_matrix, topic_diversity
 from tunekit_topics.pipeline import make_vectorizer, umap_available
 
 import tunekit
-from tunekit.corpora import news_articles
 
 
 def bertopic_row(docs, embeddings, args, reduction, vocabulary_index, doc_terms):

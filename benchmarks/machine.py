@@ -100,7 +100,7 @@ def run_child(script: str, *args: str, timeout: float | None = None) -> dict:
 
 def rt_split(train: int, test: int) -> tuple[list[dict], list[dict]]:
     """The fixed seeded Rotten-Tomatoes split of the foundation benchmark, text + label."""
-    from tunekit.corpora import rotten_tomatoes_split
+    from corpora import rotten_tomatoes_split
 
     a, b = rotten_tomatoes_split(train_size=train, test_size=test)
     strip = lambda rows: [{"text": r["text"], "label": r["label"]} for r in rows]  # noqa: E731
@@ -112,7 +112,7 @@ def mixed_texts(n: int, seed: int = 0) -> list[str]:
     tokens before truncation, half of them a single snippet), seeded."""
     import random
 
-    from tunekit.corpora import rotten_tomatoes
+    from corpora import rotten_tomatoes
 
     snippets = [r["text"] for r in rotten_tomatoes()]
     rng = random.Random(seed)

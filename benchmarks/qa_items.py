@@ -1,4 +1,5 @@
-"""Generated SQuAD-format question/answer items, for tests, benchmarks and demos.
+"""Generated SQuAD-format question/answer items, for tests, benchmarks and demos (not part
+of any wheel: pytest finds it through ``pythonpath = ["benchmarks"]``).
 
 Each context states facts about a few people (where and when they were born, their job)
 in random order, so answering means finding the sentence about the person asked for,
@@ -8,7 +9,7 @@ points at the answer.
 
 Example::
 
-    from tunekit_qa import generate_items
+    from qa_items import generate_items
 
     train = generate_items(300, seed=0)
     test = generate_items(100, seed=1)

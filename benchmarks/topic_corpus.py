@@ -1,5 +1,6 @@
 """A generated corpus with clearly separated themes (sports, cooking, space, finance), for
-tests, examples and the docs: topic models must recover the themes.
+tests, benchmarks and the docs: topic models must recover the themes (not part of any wheel:
+pytest finds it through ``pythonpath = ["benchmarks"]``).
 
 Example::
 

@@ -1,10 +1,13 @@
 """Fine-tune the embedded MiniLM on real movie-review snippets and show what it learned.
 
-Run with ``nox -s demo`` (or ``python examples/quickstart.py`` where tunekit[embedded] is installed).
+Run with ``nox -s demo`` (or ``PYTHONPATH=benchmarks python examples/quickstart.py`` where
+tunekit[embedded] is installed: the corpus fetcher lives in ``benchmarks/corpora.py``, outside
+the tunekit wheel).
 """
 
+from corpora import rotten_tomatoes_split  # benchmarks/corpora.py
+
 import tunekit
-from tunekit.corpora import rotten_tomatoes_split
 
 train, test = rotten_tomatoes_split(train_size=2000, test_size=500)
 print(f"Rotten-Tomatoes snippets: {len(train)} train, {len(test)} test")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import corpora
 import pytest
-
-from tunekit import corpora
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ that names the example and says how to fix it."""
 import json
 
 import pytest
-from tunekit_qa import generate_items
+from qa_items import generate_items
 from tunekit_qa.task import QAConfig, QATask
 
 import tunekit

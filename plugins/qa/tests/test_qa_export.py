@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tunekit_qa import generate_items
+from qa_items import generate_items
 
 import tunekit
 from tunekit.errors import ExportError

@@ -7,7 +7,7 @@ person gives at most 50 % with two people per context). The slow test trains on 
 hundred items to held-out EM above 0.8; it takes minutes on one CPU core."""
 
 import pytest
-from tunekit_qa import generate_items
+from qa_items import generate_items
 
 import tunekit
 from tunekit.models import embedded_model_path

@@ -3,7 +3,7 @@ one prediction per input, bitwise-equal bundle round trip), for SQuAD 1.1-style 
 SQuAD 2.0-style data with unanswerable questions, and Chinese. The contract parametrizes
 over ``tunekit.list_strategies()``, so strategies added later are covered."""
 
-from tunekit_qa import generate_items
+from qa_items import generate_items
 
 import tunekit
 from tunekit.testing import TaskContract

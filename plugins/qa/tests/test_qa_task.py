@@ -4,7 +4,8 @@
 import json
 
 import pytest
-from tunekit_qa import QARun, generate_items
+from qa_items import generate_items
+from tunekit_qa import QARun
 
 import tunekit
 from tunekit.testing import make_tiny_model

@@ -42,7 +42,7 @@ def test_minilm_ner_end_to_end(english, tmp_path):
 
 @pytest.mark.slow
 def test_wnut_ner_softmax_beats_majority():
-    from tunekit.corpora import wnut_ner
+    from corpora import wnut_ner
 
     sentences = wnut_ner()
     train, test = sentences[:1500], sentences[1900:]
@@ -66,7 +66,7 @@ def test_wnut_ner_softmax_beats_majority():
 
 @pytest.mark.slow
 def test_peoples_daily_pos_accuracy_well_above_majority():
-    from tunekit.corpora import peoples_daily_pos
+    from corpora import peoples_daily_pos
 
     sentences = [s for s in peoples_daily_pos() if len(s["tokens"]) <= 40]
     train, test = sentences[:2000], sentences[-300:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tunekit_topics.synthetic import make_corpus
+from topic_corpus import make_corpus
 
 
 @pytest.fixture(scope="session")

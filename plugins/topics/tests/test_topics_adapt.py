@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tunekit_topics.synthetic import make_corpus
+from topic_corpus import make_corpus
 
 import tunekit
 from tunekit.errors import ConfigError

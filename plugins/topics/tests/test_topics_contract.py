@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunekit_topics.synthetic import make_corpus
+from topic_corpus import make_corpus
 
 from tunekit.testing import check_task
 

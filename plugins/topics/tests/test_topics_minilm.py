@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from topic_corpus import THEMES, make_corpus, purity
 from tunekit_topics import TopicRun
-from tunekit_topics.synthetic import THEMES, make_corpus, purity
 
 import tunekit
 

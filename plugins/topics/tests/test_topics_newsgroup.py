@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import corpora
 import pytest
-from tunekit_topics.synthetic import purity
+from topic_corpus import purity
 
 import tunekit
-from tunekit import corpora
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 from scipy import sparse
+from topic_corpus import make_corpus
 from tunekit_topics import pipeline, topic_diversity, topic_npmi
-from tunekit_topics.synthetic import make_corpus
 
 import tunekit
 from tunekit.errors import ConfigError, DataError

@@ -5,7 +5,6 @@ from .decoding import decode_question, window_spans
 from .heads import SpanHead
 from .metrics import cmrc_exact, cmrc_f1, normalize_answer, score_answer, squad_exact, squad_f1
 from .run import QARun
-from .synthetic import generate_items
 from .task import QAConfig, QATask
 
 __all__ = [
@@ -16,7 +15,6 @@ __all__ = [
     "cmrc_exact",
     "cmrc_f1",
     "decode_question",
-    "generate_items",
     "normalize_answer",
     "score_answer",
     "squad_exact",
