@@ -62,6 +62,17 @@ class TrainingError(TunekitError):
     """Training cannot go on (e.g. the loss became NaN)."""
 
 
+class CheckpointError(TrainingError):
+    """A checkpoint cannot be resumed from: a file of it is unreadable or missing, or it
+    was written by another tunekit format. The message names the file and the checkpoint
+    to delete."""
+
+
+class ResumeMismatchError(ConfigError):
+    """``resume=True`` found a checkpoint of another run: the message lists each differing
+    field of the run's fingerprint as ``old → new``."""
+
+
 class ExportError(TunekitError):
     """A run cannot be exported to the asked format (e.g. its head has no exact
     transformers equivalent); the message says which options would make it exportable."""

@@ -1,0 +1,107 @@
+"""The accelerate side of training: the device, the precision and the ``Accelerator``.
+
+Mixed precision is applied by tunekit with torch's own autocast (and a ``GradScaler`` for
+fp16) instead of accelerate's ``mixed_precision``: accelerate keeps that setting in a
+process-wide state that cannot be changed once set, and a process (a notebook, a test
+session) may train several models with different precisions one after the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .config import TrainingConfig
+from .errors import ConfigError
+from .tracking import check_trackers, tracking_dir
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` | ``bf16`` | ``fp16`` for *precision* on *device* (``auto``: bf16 on a GPU that has it).
+
+    Example::
+
+        resolve_precision("auto", torch.device("cpu"))   # 'fp32'
+    """
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU; on CPU use precision='bf16' or 'fp32'")
+    if precision == "bf16" and device.type == "cpu":
+        from .hardware import native_bf16
+
+        if not native_bf16():
+            warnings.warn(
+                "precision='bf16': this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 "
+                "autocast is emulated and may be slower than precision='fp32'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return precision
+
+
+def make_accelerator(config: TrainingConfig) -> tuple[Any, str]:
+    """An ``Accelerator`` for one training run and the precision resolved for its device.
+
+    Each run builds its own; nothing in accelerate's process-wide state is reset (see the
+    module docstring for how precision is applied)."""
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.state import PartialState
+
+    # Without a GPU, cpu=True lets torchrun / accelerate launch environments start gloo.
+    cpu = not torch.cuda.is_available()
+    precision = resolve_precision(config.precision, PartialState(cpu=cpu).device)
+    accelerator = Accelerator(
+        cpu=cpu,
+        log_with=list(check_trackers(config.report_to)) or None,
+        project_dir=tracking_dir(config) if config.report_to else None,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # tunekit steps the scheduler once per optimizer update itself; accelerate's
+        # wrapper would step it once per process
+        step_scheduler_with_optimizer=False,
+        rng_types=[],  # tunekit seeds its own batch order
+        dataloader_config=DataLoaderConfiguration(even_batches=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    return accelerator, precision
+
+
+def autocast_context(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A factory of the autocast context for *precision* (a no-op for fp32)."""
+    if precision not in DTYPES:
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device.type, dtype=DTYPES[precision])
+
+
+def autocast_forward(module: torch.nn.Module, precision: str, device: torch.device) -> None:
+    """Run *module*'s forward under autocast for *precision*, outputs back in fp32 (what
+    accelerate's ``mixed_precision`` does to a prepared model). Idempotent; fp32: nothing."""
+    if precision not in DTYPES or getattr(module.forward, "_tunekit_precision", None):
+        return
+    from accelerate.utils import convert_to_fp32
+
+    eager = module.forward
+    context = autocast_context(precision, device)
+
+    @functools.wraps(eager)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with context():
+            outputs = eager(*args, **kwargs)
+        return convert_to_fp32(outputs)
+
+    forward._tunekit_precision = precision  # type: ignore[attr-defined]
+    module.forward = forward
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """The loss scaler fp16 training needs; ``None`` for other precisions."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
