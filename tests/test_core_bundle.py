@@ -222,5 +222,231 @@ def test_output_dir_writes_bundle(trained, tmp_path):
         progress=False,
         output_dir=out,
     )
-    assert (out / "checkpoints").is_dir()
+    assert (out / "bundle" / "manifest.json").is_file()  # checkpoints are deleted once it is
     assert tunekit.load(out / "bundle").predict(TEXTS) == trained_again.predict(TEXTS)
+
+
+# ---- bundles edited and re-hashed (issue 15 §4) -------------------------------------------
+#
+# The manifest is a checksum list anyone can recompute, so each edit below is followed by a
+# re-hash: the hash check passes and the bundle's own validation must catch the damage as a
+# BundleError naming the file and key (never a raw SafetensorError, size-mismatch
+# RuntimeError, KeyError, RecursionError or JSONDecodeError).
+
+
+@pytest.fixture(scope="module")
+def lora_trained(trained, tmp_path_factory):
+    run, _ = trained
+    lora = tunekit.finetune(
+        task="classify",
+        data=rows(16),
+        model=run.backbone["source"],
+        strategy="lora",
+        epochs=1,
+        eval_split=0,
+        max_length=16,
+        progress=False,
+    )
+    return lora, lora.save(tmp_path_factory.mktemp("lora") / "saved")
+
+
+def reseal(bundle) -> None:
+    """Recompute every sha256 of the manifest (what anyone editing a bundle can do)."""
+    import hashlib
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = {
+        p.relative_to(bundle).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def edit_json(name, change):
+    def edit(bundle):
+        data = json.loads((bundle / name).read_text())
+        change(data, bundle)
+        (bundle / name).write_text(json.dumps(data))
+
+    return edit
+
+
+def write(name, data: bytes):
+    return lambda bundle: (bundle / name).write_bytes(data)
+
+
+def truncate(bundle):
+    weights = bundle / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+
+
+def torch_pickle(bundle):
+    torch.save({"weight": torch.zeros(2)}, bundle / "model.safetensors")
+
+
+def plain_pickle(bundle):
+    import pickle
+
+    (bundle / "model.safetensors").write_bytes(pickle.dumps({"weight": [0.0]}, protocol=4))
+
+
+def labels(new):
+    return edit_json("tunekit.json", lambda d, b: d["task"]["state"]["schema"].update(labels=new))
+
+
+def self_base(data, bundle):
+    data["backbone"].update(name=str(bundle), source=str(bundle))
+
+
+#: case → (strategy, edit, re-hash?, message fragments)
+EDITS = {
+    "truncated weights": ("full", truncate, True, ["model.safetensors is not a readable"]),
+    "weights pickled by torch.save": (
+        "full",
+        torch_pickle,
+        True,
+        ["model.safetensors is a zip archive", "unpickling can run code"],
+    ),
+    "weights as a plain pickle": ("full", plain_pickle, True, ["model.safetensors is a pickle"]),
+    "hidden_size changed": (
+        "full",
+        edit_json("config.json", lambda d, b: d.update(hidden_size=64)),
+        True,
+        ["model.safetensors holds encoder.", "with shape", "hidden_size"],
+    ),
+    "model_type missing": (
+        "full",
+        edit_json("config.json", lambda d, b: d.pop("model_type")),
+        True,
+        ["config.json has no key 'model_type'"],
+    ),
+    "labels of another count": (
+        "full",
+        labels(["neg", "pos", "meh"]),
+        True,
+        ["model.safetensors holds head.", "label list"],
+    ),
+    "labels duplicated": (
+        "full",
+        labels(["pos", "pos"]),
+        True,
+        ["tunekit.json key 'task'", "duplicate labels"],
+    ),
+    "tunekit.json without task": (
+        "full",
+        edit_json("tunekit.json", lambda d, b: d.pop("task")),
+        True,
+        ["tunekit.json key 'task' is missing"],
+    ),
+    "tunekit.json task without name": (
+        "full",
+        edit_json("tunekit.json", lambda d, b: d["task"].pop("name")),
+        True,
+        ["tunekit.json key 'task.name' is missing"],
+    ),
+    "tunekit.json bad JSON": (
+        "full",
+        write("tunekit.json", b'{"task": '),
+        True,
+        ["tunekit.json is unreadable, not valid JSON"],
+    ),
+    "config.json bad JSON": (
+        "full",
+        write("config.json", b"{nope"),
+        True,
+        ["config.json is unreadable"],
+    ),
+    "history.json bad JSON": (
+        "full",
+        write("history.json", b"[1, 2"),
+        True,
+        ["history.json is unreadable"],
+    ),
+    "tokenizer config bad JSON": (
+        "full",
+        write("tokenizer/tokenizer_config.json", b"{"),
+        True,
+        ["tokenizer/tokenizer_config.json is unreadable"],
+    ),
+    "deeply nested JSON": (
+        "full",
+        write("history.json", b"[" * 100_000 + b"]" * 100_000),
+        True,
+        ["history.json is unreadable"],
+    ),
+    "format_version abc in manifest": (
+        "full",
+        edit_json("manifest.json", lambda d, b: d.update(format_version="abc")),
+        False,
+        ["manifest.json key 'format_version' is 'abc', not a whole number"],
+    ),
+    "format_version abc in tunekit.json": (
+        "full",
+        edit_json("tunekit.json", lambda d, b: d.update(format_version="abc")),
+        True,
+        ["tunekit.json key 'format_version' is 'abc'"],
+    ),
+    "files as a list": (
+        "full",
+        edit_json("manifest.json", lambda d, b: d.update(files=sorted(d["files"]))),
+        False,
+        ["manifest.json key 'files' must map each file name to its sha256 (got list)"],
+    ),
+    "manifest a list": (
+        "full",
+        write("manifest.json", b"[]"),
+        False,
+        ["not a tunekit bundle (format 'list'"],
+    ),
+    "stores_encoder missing": (
+        "full",
+        edit_json("tunekit.json", lambda d, b: d["strategy"].pop("stores_encoder")),
+        True,
+        ["tunekit.json key 'strategy.stores_encoder' is missing"],
+    ),
+    "training option of the wrong type": (
+        "full",
+        edit_json("tunekit.json", lambda d, b: d["training"].update(epochs="many")),
+        True,
+        ["tunekit.json key 'training'", "epochs"],
+    ),
+    "LoRA bundle naming itself as its base": (
+        "lora",
+        edit_json("tunekit.json", self_base),
+        True,
+        ["names itself", "tunekit.json key 'backbone'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITS))
+def test_edited_and_rehashed_bundles_are_bundle_errors(trained, lora_trained, tmp_path, case):
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    strategy, edit, rehash, fragments = EDITS[case]
+    source = Path((trained if strategy == "full" else lora_trained)[1])
+    bundle = Path(shutil.copytree(source, tmp_path / "bundle"))
+    edit(bundle)
+    if rehash:
+        reseal(bundle)
+
+    def outside():
+        roots = [tmp_path, source.parent, Path(trained[0].backbone["source"]), Path.cwd()]
+        return {
+            p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for root in roots
+            for p in sorted(root.rglob("*") if root != Path.cwd() else root.glob("*"))
+            if p.is_file() and bundle not in p.parents
+        }
+
+    before = outside()
+    with pytest.raises(BundleError) as caught:
+        tunekit.load(bundle, device="cpu").predict(TEXTS)
+    message = str(caught.value)
+    assert str(bundle) in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert outside() == before

@@ -282,8 +282,13 @@ def atomic_directory(
                 os.replace(target, old)
                 try:
                     os.replace(tmp, target)
-                except BaseException:
+                except BaseException as exc:
                     os.replace(old, target)  # never leave the target missing
+                    if isinstance(exc, OSError):
+                        raise TunekitError(
+                            f"cannot move the new {shown} into place ({exc}); the previous "
+                            f"directory was kept unchanged. Check the disk and save again"
+                        ) from exc
                     raise
                 shutil.rmtree(old, ignore_errors=True)
         else:
