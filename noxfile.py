@@ -148,7 +148,8 @@ def bench(session: nox.Session) -> None:
 
     The performance suite ``benchmarks/run_all.py`` (``-- run_all`` alone) runs last: with
     small sizes it writes ``bench-out/benchmarks.md``; with ``--full`` it rewrites
-    ``docs/benchmarks.md`` (about 10 minutes on 2 idle cores)."""
+    ``docs/benchmarks.md`` (about an hour on 2 idle cores: every side of every comparison
+    runs three times, alternating). Its raw results go to ``bench-out/benchmarks.json``."""
     install_all(session)
     args = list(session.posargs)
     full = "--full" in args
@@ -193,6 +194,8 @@ def bench(session: nox.Session) -> None:
             "python",
             "benchmarks/run_all.py",
             *where,
+            "--json",
+            str(out / "benchmarks.json"),
             env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
         )
 
