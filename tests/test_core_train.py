@@ -373,3 +373,113 @@ def test_resume_gives_identical_weights_and_history(tiny, tmp_path, monkeypatch)
     assert without_seconds(resumed.history) == without_seconds(reference.history)
     assert len(resumed.history) == 3
     assert tunekit.load(out / "bundle").predict("good film") == reference.predict("good film")
+
+
+# ---- resume refuses another run ----------------------------------------------------------
+
+
+def test_resume_needs_output_dir():
+    with pytest.raises(ConfigError, match=r"resume=True needs output_dir"):
+        tunekit.finetune(task="classify", data=single_rows(8), resume=True)
+
+
+def kept_options(tiny, **changes):
+    options = dict(
+        task="classify", data=single_rows(40), model=tiny, epochs=2, eval_split=0.2, seed=3
+    )
+    return {**options, **FAST, **changes}
+
+
+@pytest.fixture(scope="module")
+def finished_dir(tiny, tmp_path_factory):
+    """A run whose checkpoints were kept: the last one (step 8) is resumable."""
+    out = tmp_path_factory.mktemp("kept") / "out"
+    tunekit.finetune(output_dir=out, keep_checkpoints_after_training=True, **kept_options(tiny))
+    return out
+
+
+def resume_copy(finished_dir, tmp_path, tiny, **changes):
+    """Resume a copy of the finished run's directory with *changes*."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_dir, out)
+    return out, tunekit.finetune(output_dir=out, resume=True, **kept_options(tiny, **changes))
+
+
+def other_labels():
+    return [{**row, "label": "good" if row["label"] == "pos" else "bad"} for row in single_rows(40)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        ({"learning_rate": 1.0}, ["training.learning_rate: 0.002 → 1.0"]),
+        ({"batch_size": 4}, ["training.batch_size: 8 → 4"]),
+        ({"seed": 4}, ["training.seed: 3 → 4"]),
+        ({"max_length": 16}, ["training.max_length: 32 → 16"]),
+        ({"data": other_labels()}, ["labels:", '["neg", "pos"]', '["bad", "good"]']),
+        ({"data": single_rows(40, seed=9)}, ["train_data_sha256", "eval_data_sha256"]),
+        ({"strategy": "lora"}, ['strategy: "full" → "lora"']),
+        ({"head": "mlp", "hidden": [8]}, ['task.head: "linear" → "mlp"']),
+        ({"model": "other"}, ["backbone:", "backbone.weights_sha256"]),
+    ],
+    ids=["lr", "batch-size", "seed", "max-length", "labels", "data", "strategy", "head", "model"],
+)
+def test_resume_with_another_run_is_refused_naming_each_difference(
+    tiny, finished_dir, tmp_path, changes, fragments
+):
+    from tunekit.errors import ResumeMismatchError
+
+    if changes.get("model") == "other":
+        changes["model"] = make_tiny_model(tmp_path / "other", ALL_TEXTS, seed=1)
+    before = {
+        p.relative_to(finished_dir): p.read_bytes() for p in finished_dir.rglob("*") if p.is_file()
+    }
+    with pytest.raises(ResumeMismatchError) as caught:
+        resume_copy(finished_dir, tmp_path, tiny, **changes)
+    message = str(caught.value)
+    assert "belongs to another run" in message and "checkpoint-00000008" in message
+    for fragment in fragments:
+        assert fragment in message, message
+    # nothing was written: the run's directory is byte for byte as it was left
+    out = tmp_path / "out"
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_resume_may_change_how_the_run_is_watched_and_reports_it(tiny, finished_dir, tmp_path):
+    # eval batch size, logging and checkpoint cadence are not part of the run
+    _, run = resume_copy(
+        finished_dir, tmp_path, tiny, eval_batch_size=3, logging_steps=1, checkpoint_steps=2
+    )
+    assert run.training.eval_batch_size == 3 and run.training.logging_steps == 1
+    assert run.training.learning_rate == 2e-3  # what was used, never another value
+    assert len(run.history) == 2
+
+
+@pytest.mark.parametrize(
+    ("file", "damage"),
+    [
+        ("state.json", b"{not json"),
+        ("optimizer.bin", b"\x00garbage"),
+        ("model.safetensors", b"\x00\x01"),
+        ("random_states_0.pkl", b"garbage"),
+    ],
+)
+def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(
+    tiny, finished_dir, tmp_path, file, damage
+):
+    import shutil
+
+    from tunekit.errors import CheckpointError
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_dir, out)
+    checkpoint = out / "checkpoints" / "checkpoint-00000008"
+    (checkpoint / file).write_bytes(damage)
+    with pytest.raises(CheckpointError) as caught:
+        tunekit.finetune(output_dir=out, resume=True, **kept_options(tiny))
+    message = str(caught.value)
+    assert f"checkpoint file {checkpoint / file} is unreadable" in message, message
+    assert f"Delete {checkpoint}" in message
