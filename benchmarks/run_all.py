@@ -89,12 +89,12 @@ SIZES = {
         "train": {
             "classify": dict(train=400, test=300, epochs=1, batch_size=32, max_length=128,
                              learning_rate=5e-5),
-            "ner": dict(train=400, test=200, epochs=1, batch_size=16, max_length=128,
+            "ner": dict(train=320, test=200, epochs=1, batch_size=16, max_length=128,
                         learning_rate=1e-4),
-            "sts": dict(train=160, test=105, epochs=1, batch_size=16, max_length=128,
+            "sts": dict(train=96, test=105, epochs=1, batch_size=16, max_length=128,
                         learning_rate=5e-5),
         },
-        "inference": dict(texts=800, batch_size=64, max_length=128),
+        "inference": dict(texts=600, batch_size=64, max_length=128),
         "strategies": dict(
             train=200, test=100, epochs=2, batch_size=32, max_length=64,
             only=["full", "lora r=8", "lora r=8 (checkpointing)", "frozen mlp 512 (cached)",
@@ -161,7 +161,9 @@ COMPILE_PROBES = {
 }
 
 
-def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log) -> dict:
+def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log, save=None) -> dict:
+    """Every task's comparison; *save* (if given) is called with the results so far after
+    each task, so that a long run interrupted keeps what it measured."""
     out = {}
     for task, size in sizes.items():
         sides = train_sides(task, bf16)
@@ -179,7 +181,7 @@ def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log) -> dict:
         if task == "classify":
             for name, (args, eager) in COMPILE_PROBES.items():
                 eager_s = spread([r["fit_seconds"] for r in runs[eager]])["median"]
-                limit = 3 * eager_s + 60
+                limit = 2 * eager_s + 30  # a compiled run slower than this cannot pay
                 try:
                     r = run_child(
                         "bench_train.py", "--task", task, *args, *flags(size), "--seed", "42",
@@ -205,6 +207,8 @@ def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log) -> dict:
         train, _ = task_data(task, size["train"], size["test"])
         lengths = task_lengths(task, train, size["max_length"]) * size["epochs"]
         out[task] = {"sizes": size, "runs": runs, "probes": probes, "lengths": lengths}
+        if save:
+            save(out)
     return out
 
 
@@ -842,7 +846,10 @@ def main() -> None:
                 results["ceiling"] = run_ceiling(sizes["ceiling"])
             elif section == "train":
                 chosen = {t: sizes["train"][t] for t in tasks}
-                results["train"] = run_train(chosen, repeats, bf16, bundle, log)
+                results["train"] = run_train(
+                    chosen, repeats, bf16, bundle, log,
+                    save=lambda part: (results.__setitem__("train", part), save()),
+                )  # fmt: skip
             elif section == "inference":
                 results["inference"] = run_inference(sizes["inference"], repeats, bf16, bundle, log)
             elif section == "strategies":
