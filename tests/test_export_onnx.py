@@ -1,0 +1,339 @@
+"""``run.export(dir, format="onnx")``: every task, head and strategy exports to one ONNX
+graph that ``tunekit.load(dir)`` serves through onnxruntime with the predictions the torch
+run gives; the parity gate refuses a graph that differs, the int8 gate a quantization that
+costs the task's metric; the serving path imports no training library."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import tunekit
+from tunekit.errors import BundleError, ExportError
+from tunekit.testing import make_tiny_model
+
+pytest.importorskip("onnxruntime")
+from qa_items import generate_items  # noqa: E402
+
+GOOD = ["good", "great", "fine", "superb", "lovely"]
+BAD = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "film", "was", "plot", "cast"]
+SPORTS, POLITICS = ["goal", "match", "team"], ["vote", "senate", "party"]
+PEOPLE = ["john", "mary", "peter", "anna"]
+PLACES = ["paris", "london", "berlin", "tokyo"]
+CORPUS = [
+    "the capital of france is paris .",
+    "the cat sat on the mat .",
+    "a good film with a great cast .",
+    "we walked to the park in the morning .",
+]
+FAST = dict(max_length=32, batch_size=8, warmup_ratio=0.0, progress=False, seed=0)
+
+
+def reviews(n=40, seed=0):
+    rng = random.Random(seed)
+    return [
+        {
+            "text": " ".join(rng.sample(GOOD if i % 2 else BAD, 2) + rng.sample(FILLER, 2)),
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(n)
+    ]
+
+
+def topics(n=36, seed=1):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        labels = [["sports"], ["politics"], ["sports", "politics"]][i % 3]
+        words = (SPORTS if "sports" in labels else []) + (POLITICS if "politics" in labels else [])
+        out.append(
+            {"text": " ".join(rng.sample(words, 2) + rng.sample(FILLER, 2)), "label": labels}
+        )
+    return out
+
+
+def scores(n=40):
+    return [{"text": r["text"], "label": 1.5 + 3.0 * (r["label"] == "pos")} for r in reviews(n)]
+
+
+def pairs(n=40, seed=2):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a = " ".join(rng.sample(GOOD, 2))
+        b = " ".join(rng.sample(GOOD if i % 2 else BAD, 2))
+        out.append({"text_a": a, "text_b": b, "label": str(i % 2)})
+    return out
+
+
+def sentences(n=32, seed=3):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        who, where = rng.choice(PEOPLE), rng.choice(PLACES)
+        if i % 2:
+            out.append(
+                {"tokens": [who, "lives", "in", where], "tags": ["B-PER", "O", "O", "B-LOC"]}
+            )
+        else:
+            out.append({"tokens": ["we", "met", who, "today"], "tags": ["O", "O", "B-PER", "O"]})
+    return out
+
+
+QA_TRAIN = generate_items(24, seed=31, people=2)
+QA_TEST = generate_items(3, seed=32, people=2) + generate_items(2, seed=33, people=3, filler=6)
+
+#: task → (finetune arguments, predict inputs, held-out records)
+CASES = {
+    "classify": (dict(task="classify", data=reviews()), ["good great film", "awful dull plot"]),
+    "multi-label": (dict(task="classify", data=topics()), ["goal team the film", "vote senate"]),
+    "regression": (dict(task="classify", data=scores()), ["good great film", "awful dull plot"]),
+    "pair-cross": (
+        dict(task="pair-sim", data=pairs()),
+        [("good great", "fine superb"), ("good great", "awful dull")],
+    ),
+    "pair-bi": (
+        dict(task="pair-sim", data=pairs(), architecture="bi-encoder"),
+        [("good great", "fine superb"), ("good great", "awful dull")],
+    ),
+    "ner": (dict(task="ner", data=sentences()), [["john", "lives", "in", "tokyo"], ["we", "met"]]),
+    "ner-crf": (
+        dict(task="ner", data=sentences(), head="crf"),
+        [["john", "lives", "in", "tokyo"], ["we", "met", "anna", "today"]],
+    ),
+    "qa": (
+        dict(task="qa", data=QA_TRAIN, max_length=48, doc_stride=16),
+        [{"question": i["question"], "context": i["context"]} for i in QA_TEST],
+    ),
+    "fill-mask": (
+        dict(task="fill-mask", data=CORPUS * 6),
+        ["the capital of france is [MASK] .", "the cat sat on the [MASK] ."],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    texts = GOOD + BAD + FILLER + SPORTS + POLITICS + PEOPLE + PLACES + CORPUS
+    texts += ["lives in we met today"] + [
+        i["context"] + " " + i["question"] for i in QA_TRAIN + QA_TEST
+    ]
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "bert", [" ".join(texts)])
+
+
+def train(tiny, case, strategy, **extra):
+    options, _ = CASES[case]
+    options = {
+        **FAST,
+        "epochs": 2,
+        "learning_rate": 3e-2 if strategy == "lora" else 3e-3,
+        "eval_split": 0.25,
+        **options,
+        **extra,
+    }
+    return tunekit.finetune(model=tiny, strategy=strategy, **options)
+
+
+def assert_same(ours, theirs, *, tolerance=1e-4, where="prediction"):
+    """Equal structure and labels/tags/texts; numbers equal within *tolerance*."""
+    if isinstance(ours, dict):
+        assert isinstance(theirs, dict) and set(ours) == set(theirs), where
+        for key in ours:
+            assert_same(ours[key], theirs[key], tolerance=tolerance, where=f"{where}.{key}")
+    elif isinstance(ours, (list, tuple)):
+        assert isinstance(theirs, (list, tuple)) and len(ours) == len(theirs), where
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same(a, b, tolerance=tolerance, where=f"{where}[{i}]")
+    elif isinstance(ours, float) and not isinstance(theirs, bool):
+        assert math.isclose(ours, theirs, abs_tol=tolerance, rel_tol=tolerance), (
+            where,
+            ours,
+            theirs,
+        )
+    else:
+        assert ours == theirs, (where, ours, theirs)
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_round_trip_predicts_what_the_run_predicts(tiny, tmp_path, case, strategy):
+    run = train(tiny, case, strategy)
+    _, inputs = CASES[case]
+    path = run.export(tmp_path / "onnx", format="onnx")
+    served = tunekit.load(path)
+    assert type(served).__name__ == "OnnxRun" and served.model is None
+    ours, theirs = run.predict(inputs), served.predict(inputs)
+    assert_same(ours, theirs)
+    assert_same(run.predict(inputs[0]), served.predict(inputs[0]))
+
+    info = json.loads((tmp_path / "onnx" / "tunekit_onnx.json").read_text())
+    parity = info["parity"]
+    print(f"onnx parity {case}/{strategy}: {parity}")
+    assert parity["held_out_records"] == len(run.eval_records) > 0
+    assert parity["agreement"] == 1.0 and parity["held_out_max_abs_diff"] <= 1e-3
+    assert parity["probe_max_abs_diff"] <= 1e-3
+    assert info["task"]["name"] == run.task.name and info["task"]["labels"] == list(run.labels)
+    assert info["strategy"] == strategy and info["opset"] >= 14
+    assert {"torch", "onnx", "onnxruntime"} <= set(info["versions"])
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["format"] == "tunekit-onnx"
+    written = {p.relative_to(tmp_path / "onnx").as_posix() for p in (tmp_path / "onnx").rglob("*")}
+    assert set(manifest["files"]) == {p for p in written if "." in p.rsplit("/", 1)[-1]} - {
+        "manifest.json"
+    }
+    assert "model.onnx" in manifest["files"] and not any("adapter" in f for f in manifest["files"])
+    if case == "ner-crf":  # Viterbi runs after the graph, from arrays the export stores
+        assert (
+            info["postprocess"]["name"] == "crf-viterbi" and "postprocess.py" in manifest["files"]
+        )
+        assert "tags" not in info["outputs"]
+
+
+def test_evaluate_through_onnx_gives_the_runs_metrics(tiny, tmp_path):
+    run = train(tiny, "fill-mask", "full")
+    served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
+    held = run.eval_records
+    ours, theirs = run.evaluate(held), served.evaluate(held)
+    assert "eval_loss" not in theirs
+    for name, value in theirs.items():
+        assert math.isclose(ours[name], value, rel_tol=1e-4, abs_tol=1e-5), name
+    assert theirs["masked_tokens"] > 0
+
+
+def test_parity_gate_refuses_a_broken_graph(tiny, tmp_path, monkeypatch):
+    from tunekit import onnx_export
+
+    run = train(tiny, "classify", "lora")
+    exportable = onnx_export.exportable_model
+
+    def broken(run):  # the exported copy drifts from the run (a wrong merge, say)
+        model = exportable(run)
+        with torch.no_grad():
+            model.head.net[-1].weight.add_(torch.randn_like(model.head.net[-1].weight))
+        return model
+
+    monkeypatch.setattr(onnx_export, "exportable_model", broken)
+    with pytest.raises(ExportError, match=r"max \|Δ output\| .*atol=0\.001.*agreement") as err:
+        run.export(tmp_path / "onnx", format="onnx")
+    print(err.value)
+    assert not (tmp_path / "onnx").exists()
+    monkeypatch.setattr(onnx_export, "exportable_model", exportable)
+    assert run.export(tmp_path / "onnx", format="onnx", atol=1e-4, min_agreement=1.0)
+
+
+def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path):
+    run = train(tiny, "classify", "full", epochs=8)
+    held = reviews(60, seed=9)
+    assert run.evaluate(held)["accuracy"] == 1.0  # a model int8 can keep exact
+    path = run.export(tmp_path / "int8", format="onnx", quantize="int8", records=held)
+    info = json.loads((tmp_path / "int8" / "tunekit_onnx.json").read_text())
+    quant = info["quantization"]
+    print(f"onnx int8: {quant} size {info['size']} speed {info['speed']}")
+    assert quant["kind"] == "int8" and quant["metric"] == "accuracy"
+    assert quant["drop_points"] <= 1.0 and quant["records"] == 60
+    assert info["size"]["int8_bytes"] < info["size"]["fp32_bytes"]
+    assert info["speed"]["onnx_int8_texts_per_s"] > 0
+    served = tunekit.load(path)
+    assert [p["label"] for p in served.predict(["good great film", "awful dull"])] == ["pos", "neg"]
+
+    # an outlier in an embedding row no text uses: the torch model is unchanged, but per-tensor
+    # int8 scales every other embedding value to ~0 and the quantized model loses its accuracy
+    unused = run.tokenizer.convert_tokens_to_ids("7")
+    with torch.no_grad():
+        run.model.encoder.embeddings.word_embeddings.weight[unused] = 1e4
+    assert run.evaluate(held)["accuracy"] == 1.0
+    with pytest.raises(
+        ExportError, match=r"int8 quantization costs [\d.]+ points of accuracy"
+    ) as err:
+        run.export(tmp_path / "bad", format="onnx", quantize="int8", records=held, max_drop=0.0)
+    print(err.value)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ExportError, match="held-out labelled records, and there are none"):
+        run.eval_records = []
+        run.export(tmp_path / "none", format="onnx", quantize="int8")
+
+
+def test_target_must_be_absent_or_empty(tiny, tmp_path):
+    run = train(tiny, "classify", "full", epochs=1)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(BundleError, match="empty directory"):
+        run.export(tmp_path / "full", format="onnx")
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    path = run.export(tmp_path / "empty", format="onnx")
+    model = tmp_path / "empty" / "model.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(BundleError, match="altered: model.onnx"):
+        tunekit.load(path)
+
+
+def test_bundle_loads_with_the_onnx_backend_and_the_cli_exports(tiny, tmp_path):
+    from tunekit.cli import main
+
+    run = train(tiny, "ner-crf", "lora")
+    bundle = run.save(tmp_path / "bundle")
+    inputs = CASES["ner-crf"][1]
+    served = tunekit.load(bundle, backend="onnx")
+    assert type(served).__name__ == "OnnxRun"
+    assert served.predict(inputs) == tunekit.load(bundle).predict(inputs)
+    data = tmp_path / "held.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sentences(8, seed=5)))
+    code = main(["export", bundle, str(tmp_path / "cli"), "--format", "onnx", "--data", str(data)])
+    assert code == 0
+    info = json.loads((tmp_path / "cli" / "tunekit_onnx.json").read_text())
+    assert info["parity"]["held_out_records"] == 8 and info["parity"]["agreement"] == 1.0
+
+
+def test_serving_imports_no_training_library(tiny, tmp_path):
+    run = train(tiny, "pair-bi", "lora")
+    path = run.export(tmp_path / "onnx", format="onnx")
+    expected = run.predict(CASES["pair-bi"][1])
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import tunekit
+        served = tunekit.load({str(path)!r})
+        print(json.dumps(served.predict({CASES["pair-bi"][1]!r})))
+        print(json.dumps(sorted(m for m in ("peft", "accelerate", "datasets") if m in sys.modules)))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert json.loads(out[-1]) == []
+    assert_same(expected, json.loads(out[-2]))
+
+
+def test_crf_viterbi_in_numpy_matches_the_head():
+    from tunekit_tagging.heads import CRFHead
+
+    from tunekit.onnx_postprocess import crf_viterbi_tags
+
+    torch.manual_seed(0)
+    allowed = [[True, True, False], [True, True, True], [True, False, True]]
+    head = CRFHead(8, 3, allowed=allowed, allowed_start=[True, True, False]).eval()
+    with torch.no_grad():
+        head.crf.transitions.normal_()
+    hidden = torch.randn(4, 7, 8)
+    starts = torch.tensor([[0, 1, 1, 0, 1, 1, 0]] * 3 + [[0] * 7])
+    batch = {"word_starts": starts, "sentence_start": torch.tensor([1, 0, 1, 1])}
+    with torch.no_grad():
+        out = head(hidden, batch)
+    arrays = {k: np.asarray(v) for k, v in head.decoding_arrays().items()}
+    tags = crf_viterbi_tags(
+        out["logits"].numpy(),
+        arrays,
+        word_starts=starts.numpy(),
+        sentence_start=batch["sentence_start"].numpy(),
+    )
+    assert (tags == out["tags"].numpy()).all() and (tags[3] == -1).all()
