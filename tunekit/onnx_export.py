@@ -431,6 +431,18 @@ def export_onnx(
             "files": {p.relative_to(tmp).as_posix(): _sha256(p) for p in files},
         }
         _write_json(tmp / MANIFEST, manifest)
+    quant = meta["quantization"]
+    logger.info(
+        "ONNX export %s: max |Δ output| %.2e, agreement %s on %d held-out records%s",
+        target,
+        worst,
+        _pct(agreement),
+        parity["held_out_records"],
+        f"; int8 {quant['metric']} drop {quant['drop_points']:.2f} points, "
+        f"{sizes['int8_bytes'] / 2**20:.1f} MiB (fp32 {sizes['fp32_bytes'] / 2**20:.1f} MiB)"
+        if quant
+        else "",
+    )
     return str(target)
 
 
