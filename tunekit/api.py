@@ -319,7 +319,6 @@ def _check_max_length(training: TrainingConfig, backbone: Backbone) -> None:
         )
 
 
-@quiet_libraries()
 def _special_token_count(tokenizer: Any) -> int | None:
     """Special tokens the tokenizer adds to a text pair (the most any task adds)."""
     count = getattr(tokenizer, "num_special_tokens_to_add", None)
@@ -331,6 +330,7 @@ def _special_token_count(tokenizer: Any) -> int | None:
         return None
 
 
+@quiet_libraries()
 def load(
     path: str | os.PathLike,
     *,
