@@ -154,7 +154,7 @@ def main() -> None:
                 }
             )
             name = f"{reduction}-{adapt or 'plain'}"
-            run.plot(out / f"map-{name}.png")
+            run.plot_topics(out / f"map-{name}.png")
             run.plot_barchart(out / f"bars-{name}.png")
             run.topic_info().drop(columns=["Representative_Docs"]).head(15).to_csv(
                 out / f"topics-{name}.csv", index=False

@@ -98,7 +98,7 @@ def test_plots(minilm_run, tmp_path):
     import matplotlib.image as mpimg
 
     for path in (
-        minilm_run.plot(tmp_path / "map.png"),
+        minilm_run.plot_topics(tmp_path / "map.png"),
         minilm_run.plot_barchart(tmp_path / "bars.png"),
     ):
         image = mpimg.imread(path)

@@ -97,3 +97,25 @@ def test_chinese_vocabulary_uses_words():
     )
     vocab = set(vec.fit(texts).get_feature_names_out())
     assert {"我们", "喜欢", "精彩"} <= vocab and "足" not in vocab  # jieba words, not characters
+
+
+def test_cli_plots_write_the_topic_map_as_topic_map_png(tmp_path, capsys):
+    """``--plots`` draws a topic model's 2D map to topic_map.png, never as the learning
+    curve: a run without adaptation has no learning curve to draw."""
+    import json
+
+    from tunekit.cli import main
+    from tunekit.testing import make_tiny_model
+
+    docs, _ = make_corpus(per_theme=6, seed=4)
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    model = make_tiny_model(tmp_path / "tiny", docs)
+    args = ["finetune", "--task", "topics", "--data", str(data), "--model", str(model)]
+    code = main(
+        [*args, "--n-topics", "3", "--max-length", "32", "--plots", str(tmp_path / "plots")]
+    )
+    assert code == 0, capsys.readouterr()
+    assert "topic map:" in capsys.readouterr().out
+    assert (tmp_path / "plots" / "topic_map.png").stat().st_size > 1000
+    assert not (tmp_path / "plots" / "learning_curve.png").exists()

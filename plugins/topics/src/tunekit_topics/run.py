@@ -16,14 +16,15 @@ class TopicRun(Run):
 
     A :class:`tunekit.Run` (``history``, ``metrics``, ``save()``, ``predict()``) plus
     the BERTopic-style surface: ``topics_``, ``probabilities_``, ``topic_info()``,
-    ``get_topic()``, ``transform()``, ``plot()`` (2D map) and ``plot_barchart()``.
+    ``get_topic()``, ``transform()``, ``plot_topics()`` (2D map) and ``plot_barchart()``;
+    ``plot()`` is the learning curve of the encoder adaptation (``adapt=``), as for any run.
 
     Example::
 
         run = tunekit.finetune(task="topics", data=docs)
         run.topic_info()                      # Topic, Count, Name, Representation, Representative_Docs
         topics, probs = run.transform(["GPU prices fell again"])
-        run.plot("map.png"); run.plot_barchart("topics.png")
+        run.plot_topics("map.png"); run.plot_barchart("topics.png")
         run.save("out/topics"); tunekit.load("out/topics").transform([...])
     """
 
@@ -153,12 +154,17 @@ class TopicRun(Run):
             if t != -1
         }
 
-    def plot(
-        self, path: str | os.PathLike, *, title: str | None = None, words: int = 3, **_: Any
+    def plot_topics(
+        self, path: str | os.PathLike, *, title: str | None = None, words: int = 3
     ) -> str:
         """Draw the 2D map of the fitted documents coloured by topic, each topic's label at
-        its centroid, to *path* (PNG/SVG/PDF by extension). Use :meth:`plot_history` for
-        the adaptation learning curve."""
+        its centroid, to *path* (PNG/SVG/PDF by extension). (``run.plot()`` draws the
+        learning curve of the encoder adaptation, as for every run.)
+
+        Example::
+
+            run.plot_topics("plots/topic_map.png")
+        """
         coords = self.model.head.doc_coords.cpu().numpy()
         if not len(coords):
             raise DataError("this run holds no fitted documents to draw")
@@ -182,10 +188,6 @@ class TopicRun(Run):
 
         chosen = [t for t in self.topic_ids if t != -1][:top_n_topics]
         return plot_topic_barchart([(t, self.get_topic(t)[:n_words]) for t in chosen], path)
-
-    def plot_history(self, path: str | os.PathLike, *, metric: str | None = None) -> str:
-        """The learning curve of the encoder adaptation (``adapt=``), as :meth:`Run.plot` draws it."""
-        return Run.plot(self, path, metric=metric)
 
 
 def _with_batch(training, batch_size: int):
