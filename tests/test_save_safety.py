@@ -320,3 +320,23 @@ def test_cli_verify_key_file(runs, tmp_path, capsys):
     key.write_bytes(b"wrong")
     assert cli(["predict", signed, "good film", "--verify-key-file", str(key)]) != 0
     assert "does not match verify_key" in capsys.readouterr().err
+
+
+def test_cli_signs_what_it_trains(tiny, tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\n" + "good film,pos\nbad film,neg\n" * 4)
+    key = tmp_path / "team.key"
+    key.write_bytes(b"0123456789abcdef\n")
+    args = ["finetune", "--task", "classify", "--data", str(data), "--model", tiny]
+    args += ["--epochs", "1", "--eval-split", "0", "--max-length", "8", "--no-progress"]
+    out = tmp_path / "out"
+    assert cli([*args, "--output", str(out), "--sign-key-file", str(key)]) == 0
+    capsys.readouterr()
+    run = tunekit.load(out, verify_key=b"0123456789abcdef")
+    assert cli(["predict", str(out), "good film", "--verify-key-file", str(key)]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert printed["label"] == run.predict("good film")["label"]
+    with pytest.raises(BundleError, match="does not match verify_key"):
+        tunekit.load(out, verify_key=b"another")
+    assert cli([*args, "--sign-key-file", str(key)]) != 0  # nothing to sign without --output
+    assert "--sign-key-file signs the bundle --output writes" in capsys.readouterr().err
