@@ -483,3 +483,58 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(
     message = str(caught.value)
     assert f"checkpoint file {checkpoint / file} is unreadable" in message, message
     assert f"Delete {checkpoint}" in message
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+
+def test_piped_runs_show_each_epoch_row_when_it_ends_and_periodic_lines(tiny, monkeypatch, capsys):
+    import tunekit.progress
+
+    monkeypatch.setattr(tunekit.progress, "EVERY_SECONDS", 0.0)  # a line at every step
+    printed: list[str] = []
+    seen_at_epoch_two: list[str] = []
+    real = ClassifyTask.loss
+    calls = itertools.count(1)
+
+    def loss(self, outputs, batch):
+        printed.extend(capsys.readouterr().err.splitlines())
+        if next(calls) == 6:  # 4 training batches + 1 evaluation batch: epoch 2 has begun
+            seen_at_epoch_two.extend(printed)
+        return real(self, outputs, batch)
+
+    monkeypatch.setattr(ClassifyTask, "loss", loss)
+    # stderr is not a terminal here: progress=None gives one-line reports, not a bar
+    run = tunekit.finetune(
+        task="classify",
+        data=single_rows(40),
+        model=tiny,
+        epochs=2,
+        eval_split=0.2,
+        **{**FAST, "progress": None},
+    )
+    printed.extend(capsys.readouterr().err.splitlines())
+    rows = [line for line in printed if line.startswith("epoch ")]
+    assert [r.split()[1] for r in rows] == ["1/2", "2/2"]
+    assert "accuracy" in rows[0] and f"step {run.history[0]['step']}" in rows[0]
+    # the first epoch's row was out before the second epoch trained, not at the end
+    assert any(line.startswith("epoch 1/2") for line in seen_at_epoch_two)
+    assert not any(line.startswith("epoch 2/2") for line in seen_at_epoch_two)
+    steps = [line for line in printed if line.startswith("training: step ")]
+    assert steps and steps[-1].startswith("training: step 8/8 (100%)")
+
+
+def test_progress_only_on_the_main_process_and_off_when_asked():
+    import io
+
+    from tunekit.progress import progress_mode
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_mode(None, main=False, stream=Terminal()) == "off"  # rank > 0
+    assert progress_mode(True, main=False) == "off"
+    assert progress_mode(False, main=True, stream=Terminal()) == "off"
+    assert progress_mode(None, main=True, stream=Terminal()) == "bar"
+    assert progress_mode(None, main=True, stream=io.StringIO()) == "lines"

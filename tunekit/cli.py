@@ -343,11 +343,16 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
         options["output_dir"] = args.output
     if args.export:
         options["export"] = args.export
-    if not options.get("output_dir"):
+    from .bundle import _is_main_process
+
+    main = _is_main_process()  # under torchrun / accelerate launch only rank 0 reports
+    if not options.get("output_dir") and main:
         print(
             "tunekit: note: no --output DIR: the trained model will not be saved", file=sys.stderr
         )
     run = finetune(task, **options)
+    if not main:
+        return 0
     print(run.history)
     if run.metrics:
         print(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from .checkpoint import (
 from .config import TrainingConfig
 from .errors import ConfigError, TrainingError
 from .history import History
+from .progress import Progress, format_row, progress_mode
 from .strategy import Strategy
 from .task import Feature, Record, Task
 from .taskmodel import TaskModel
@@ -57,14 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tunekit")
-
-
-def _progress_enabled(config: TrainingConfig, main: bool) -> bool:
-    if not main:
-        return False
-    if config.progress is not None:
-        return bool(config.progress)
-    return sys.stderr.isatty()
 
 
 def lower_is_better(metric: str) -> bool:
@@ -194,14 +186,11 @@ class Trainer:
         if cfg.resume:
             self._resume(fingerprint)
         loop = self.loop
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
+        self._progress = bar = Progress(
             total=total_updates,
             initial=loop.global_step,
-            disable=not _progress_enabled(cfg, acc.is_main_process),
+            mode=progress_mode(cfg.progress, main=acc.is_main_process),
             desc="training",
-            unit="step",
         )
         # The loss is summed on the device and read back (a host synchronisation) only every
         # logging_steps, at evaluations and at checkpoints. On a GPU the finiteness check is
@@ -264,7 +253,7 @@ class Trainer:
                 if step % cfg.logging_steps == 0:
                     self._sync_loss()
                     mean = loop.loss_sum / max(loop.loss_count, 1)
-                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{mean:.4f}")
                 if cfg.eval_steps and step % cfg.eval_steps == 0:
                     epoch = round(loop.epoch + loop.batch / per_process, 2)
                     self._end_period(model, epoch=epoch, seconds=time.perf_counter() - period_start)
@@ -451,6 +440,7 @@ class Trainer:
                     )
         row["seconds"] = round(seconds, 3)
         self.history.append(row)
+        self._progress.row(format_row(row, epochs=self.config.epochs))
         self._log(tracker_scalars(row), loop.global_step)
         loop.loss_sum, loop.loss_count = 0.0, 0
         self._running = _RunningLoss(0.0, self.accelerator.device)
