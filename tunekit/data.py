@@ -59,6 +59,7 @@ LABEL_COLUMNS = (
 
 
 def is_path(source: Any) -> bool:
+    """Whether *source* names a file (a ``str`` or ``os.PathLike``, not bytes)."""
     return isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes)
 
 
@@ -392,6 +393,7 @@ def read_columns(
 
 
 def is_missing(value: Any) -> bool:
+    """Whether a cell holds no value: ``None`` or NaN (what pandas and 🤗 datasets give)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 

@@ -44,16 +44,12 @@ from .data import (
     is_path,
     read_columns,
     read_table,
-    split_records,
     text_inputs,
 )
 from .errors import (
-    BundleError,
     ConfigError,
     DataError,
     ExportError,
-    PluginError,
-    TunekitError,
     UnknownNameError,
     close_matches_hint,
 )
@@ -76,7 +72,7 @@ from .models import Backbone, load_backbone
 from .plugins import get_head, get_state
 from .run import Run
 from .strategy import Strategy
-from .task import ENCODER_INPUTS, Feature, NoOptions, Record, Task, default_collate, pad_sequences
+from .task import Feature, Record, Task, default_collate, pad_sequences
 from .taskmodel import TaskModel
 from .trainer import resolve_precision
 
@@ -93,14 +89,12 @@ __all__ = [
     # types a task works with
     "Record",
     "Feature",
-    "NoOptions",
     "LabelSchema",
     "Backbone",
     "TaskModel",
     "TrainingConfig",
     "History",
     "Run",
-    "ENCODER_INPUTS",
     "default_collate",
     "pad_sequences",
     # heads
@@ -115,7 +109,6 @@ __all__ = [
     "is_path",
     "text_inputs",
     "in_memory_rows",
-    "split_records",
     "read_columns",
     "TEXT_COLUMNS",
     "LABEL_COLUMNS",
@@ -125,12 +118,9 @@ __all__ = [
     "fraction",
     "one_of",
     # errors
-    "TunekitError",
     "ConfigError",
     "DataError",
     "ExportError",
-    "BundleError",
-    "PluginError",
     "UnknownNameError",
     "close_matches_hint",
     # metrics
@@ -212,7 +202,7 @@ def predict_records(
 
 def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The task metadata (``tunekit.json``) and weights of the bundle at *path*, after
-    verifying every file against its manifest (a :class:`BundleError` if altered or
+    verifying every file against its manifest (a ``tunekit.BundleError`` if altered or
     partial); ``None`` when *path* holds no bundle. For a head that continues from a
     bundle's head (fill-mask's continued pretraining).
 
