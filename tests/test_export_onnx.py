@@ -198,6 +198,26 @@ def test_round_trip_predicts_what_the_run_predicts(tiny, tmp_path, case, strateg
         assert "tags" not in info["outputs"]
 
 
+@pytest.mark.parametrize(
+    "strategy, options",
+    [
+        ("frozen", {}),
+        ("layer-mix", {}),
+        ("top-k", {"k": 1}),
+        ("peft", {"method": "ia3"}),
+        ("peft", {"method": "prefix", "num_virtual_tokens": 4}),
+    ],
+    ids=["frozen", "layer-mix", "top-k", "ia3", "prefix"],
+)
+def test_every_strategy_exports(tiny, tmp_path, strategy, options):
+    """Layer mixes and adapters that cannot merge (prefix tuning) are traced as they run."""
+    run = train(tiny, "classify", strategy, **options)
+    served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
+    inputs = CASES["classify"][1] + ["fine superb cast", "dull boring"]
+    assert_same(run.predict(inputs), served.predict(inputs))
+    assert served.info["parity"]["agreement"] == 1.0
+
+
 def test_evaluate_through_onnx_gives_the_runs_metrics(tiny, tmp_path):
     run = train(tiny, "fill-mask", "full")
     served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
