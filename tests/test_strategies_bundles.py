@@ -122,9 +122,10 @@ def test_merge_that_changes_outputs_is_refused(base, tmp_path, monkeypatch):
 )
 def test_checkpoint_holds_everything_to_resume(base, tmp_path, strategy, options):
     out = tmp_path / "out"
-    first = train(base, strategy, epochs=2, output_dir=out, **options)
+    keep = {"keep_checkpoints_after_training": True}  # resume from the checkpoint itself
+    first = train(base, strategy, epochs=2, output_dir=out, **keep, **options)
     resumed = train(
-        base, strategy, epochs=2, output_dir=out, resume=True, **options
+        base, strategy, epochs=2, output_dir=out, resume=True, **keep, **options
     )  # nothing left to train
     np.testing.assert_array_equal(probabilities(resumed), probabilities(first))
     assert resumed.history.rows == first.history.rows
