@@ -374,8 +374,9 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
         plots = Path(args.plots)
         if any(row.get("train_loss") is not None for row in run.history):
             print(f"learning curve: {run.plot(plots / 'learning_curve.png')}")
-        if callable(getattr(run, "plot_topics", None)):  # a topic model: its 2D map
-            print(f"topic map: {run.plot_topics(plots / 'topic_map.png')}")
+        plot_topics = getattr(run, "plot_topics", None)
+        if callable(plot_topics):  # a topic model: its 2D map
+            print(f"topic map: {plot_topics(plots / 'topic_map.png')}")
         schema = run.task.schema
         if schema is not None and schema.kind == "single_label" and run.task.supervised:
             held_out = _evaluation_records(run, options)

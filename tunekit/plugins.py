@@ -9,6 +9,7 @@ built-in module name).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -113,7 +114,7 @@ def _load() -> PluginState:
     disabled = disabled_plugins()
     modules: list[tuple[str, str, str, Callable[[], Any]]] = []
     for mod in BUILTIN_PLUGINS:
-        modules.append((mod, "builtin", "", lambda mod=mod: importlib.import_module(mod)))
+        modules.append((mod, "builtin", "", functools.partial(importlib.import_module, mod)))
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
         modules.append(
@@ -292,7 +293,7 @@ _VALIDATORS: dict[str, Callable[..., None]] = {
 }
 
 
-def _check_config(cls: type, what: str) -> None:
+def _check_config(cls: Any, what: str) -> None:
     if not attrs.has(cls.Config):
         raise PluginError(
             f"{what}, whose Config ({_name(cls.Config)}) is not an attrs class; declare it "

@@ -41,7 +41,8 @@ class Strategy:
         self, model: nn.Module, *, learning_rate: float, weight_decay: float
     ) -> list[dict[str, Any]]:
         """Optimizer parameter groups; by default no weight decay on biases and norms."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue

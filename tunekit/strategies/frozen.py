@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 
@@ -10,8 +11,8 @@ from ..strategy import Strategy
 from ..taskmodel import TaskModel
 
 
-def _optional_path(value: object) -> str | None:
-    return None if value is None else os.fspath(value)  # type: ignore[arg-type]
+def _optional_path(value: Any) -> str | None:
+    return None if value is None else os.fspath(value)
 
 
 def freeze_encoder(model: TaskModel) -> None:

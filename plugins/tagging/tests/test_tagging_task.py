@@ -232,5 +232,8 @@ def test_scheme_option_on_plain_tags_is_a_config_error(en_model, en_conll, train
         )
     with pytest.raises(ConfigError, match="scheme="):
         TaggingConfig(scheme="bilu")
-    with pytest.raises(ConfigError, match="is a sequence-level head, but task .token-tagging. takes token-level heads"):
+    with pytest.raises(
+        ConfigError,
+        match="is a sequence-level head, but task .token-tagging. takes token-level heads",
+    ):
         tunekit.finetune("ner", data=en_conll, model=en_model, head="mlp", **train_opts)
