@@ -455,3 +455,27 @@ def test_manifest_names_stay_inside_the_bundle(bundles, tmp_path, name):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="unsafe path"):
         tunekit.load(bundle)
+
+
+@pytest.mark.parametrize(
+    "file, change, fragment",
+    [
+        ("config.json", {"auto_map": {"AutoModel": "evil.EvilModel"}}, "key 'auto_map'"),
+        ("config.json", {"model_type": "evil"}, "model_type 'evil'"),
+        ("tokenizer_config.json", {"auto_map": {"AutoTokenizer": ["evil.T", None]}}, "auto_map"),
+    ],
+)
+def test_a_model_directory_asking_for_its_own_code_is_refused(tmp_path, file, change, fragment):
+    """``model=DIR`` (not a bundle): refused before transformers reads it, naming the file."""
+    from tunekit.errors import ConfigError
+    from tunekit.models import load_backbone
+
+    model = Path(make_tiny_model(tmp_path / "model", ["good bad film"]))
+    marker = tmp_path / "PWNED"
+    (model / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')\n")
+    data = json.loads((model / file).read_text())
+    data.update(change)
+    (model / file).write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=f"{file} has .*{fragment}.*never runs such code"):
+        load_backbone(str(model))
+    assert not marker.exists()

