@@ -53,9 +53,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(tags=["ci"])
 def reliability(session: nox.Session) -> None:
-    """The crash-safety matrix (``slow``): training processes SIGKILLed at random steps, and
-    while writing a checkpoint, resumed in fresh processes and compared bitwise with
-    uninterrupted runs, for every strategy and plugin tasks (tests/test_reliability_kill.py)."""
+    """The crash-safety matrix (``slow``): training processes SIGKILLed in the forward or
+    backward pass, the optimizer step, an evaluation or a checkpoint write, resumed in fresh
+    processes that must run exactly the steps left and end bitwise equal to uninterrupted
+    runs, for every strategy and every training plugin task (tests/test_reliability_kill.py)."""
     install_all(session, "test")
     session.run(
         "pytest",
@@ -63,6 +64,12 @@ def reliability(session: nox.Session) -> None:
         "-m",
         "slow",
         "-v",
+        # two workers (CI has two cores); the cases of one configuration share a worker,
+        # so each configuration's uninterrupted reference run is computed once
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
         *session.posargs,
         env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
     )

@@ -81,8 +81,11 @@ def test_torchrun_cli_with_an_evaluation_set_smaller_than_one_batch(tmp_path):
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = [line for line in proc.stdout.splitlines() if line.startswith("metrics: ")]
-    assert len(metrics) == 2 and metrics[0] == metrics[1]  # one line per process, equal
+    lines = proc.stdout.splitlines()
+    # only rank 0 reports: one table, one metrics line, one "saved bundle"
+    assert len([line for line in lines if line.startswith("metrics: ")]) == 1
+    assert len([line for line in lines if line.startswith("saved bundle: ")]) == 1
+    assert len([line for line in lines if line.lstrip().startswith("epoch ")]) == 1
     loaded = tunekit.load(tmp_path / "bundle")
     assert loaded.history.info["processes"] == 2
     assert len(loaded.history) == 2
