@@ -87,14 +87,14 @@ SIZES = {
     "quick": {
         "repeats": 3,
         "train": {
-            "classify": dict(train=400, test=300, epochs=1, batch_size=32, max_length=128,
+            "classify": dict(train=160, test=200, epochs=1, batch_size=32, max_length=128,
                              learning_rate=5e-5),
-            "ner": dict(train=320, test=200, epochs=1, batch_size=16, max_length=128,
+            "ner": dict(train=160, test=150, epochs=1, batch_size=16, max_length=128,
                         learning_rate=1e-4),
-            "sts": dict(train=96, test=105, epochs=1, batch_size=16, max_length=128,
+            "sts": dict(train=48, test=105, epochs=1, batch_size=16, max_length=128,
                         learning_rate=5e-5),
         },
-        "inference": dict(texts=600, batch_size=64, max_length=128),
+        "inference": dict(texts=256, batch_size=64, max_length=128),
         "strategies": dict(
             train=200, test=100, epochs=2, batch_size=32, max_length=64,
             only=["full", "lora r=8", "lora r=8 (checkpointing)", "frozen mlp 512 (cached)",
@@ -161,12 +161,15 @@ COMPILE_PROBES = {
 }
 
 
-def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log, save=None) -> dict:
+def run_train(
+    sizes, repeats: int, bf16: bool, bundle: Path, log, save=None, keep=None, probes=True
+) -> dict:
     """Every task's comparison; *save* (if given) is called with the results so far after
-    each task, so that a long run interrupted keeps what it measured."""
-    out = {}
+    each task, so that a long run interrupted keeps what it measured. *keep*: only the
+    sides of these names (all if None); *probes*: run the compile probes."""
+    out, probes_wanted = {}, probes
     for task, size in sizes.items():
-        sides = train_sides(task, bf16)
+        sides = {k: v for k, v in train_sides(task, bf16).items() if keep is None or k in keep}
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for rep in range(repeats):
             for name, args in sides.items():
@@ -178,8 +181,10 @@ def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log, save=None) -> 
                 log(f"{task} {name} round {rep + 1}: fit {r['fit_seconds']} s, "
                     f"{r['metric_name']} {r['metric']}")  # fmt: skip
         probes = {}
-        if task == "classify":
+        if task == "classify" and probes_wanted:
             for name, (args, eager) in COMPILE_PROBES.items():
+                if eager not in runs:
+                    continue
                 eager_s = spread([r["fit_seconds"] for r in runs[eager]])["median"]
                 limit = 2 * eager_s + 30  # a compiled run slower than this cannot pay
                 try:
@@ -212,7 +217,7 @@ def run_train(sizes, repeats: int, bf16: bool, bundle: Path, log, save=None) -> 
     return out
 
 
-def run_inference(sizes, repeats: int, bf16: bool, bundle: Path, log) -> dict:
+def run_inference(sizes, repeats: int, bf16: bool, bundle: Path, log, keep=None) -> dict:
     sides = {
         "tunekit fp32": ["--side", "tunekit"],
         "pipeline default": ["--side", "pipeline"],
@@ -220,6 +225,7 @@ def run_inference(sizes, repeats: int, bf16: bool, bundle: Path, log) -> dict:
     }
     if bf16:
         sides["tunekit bf16"] = ["--side", "tunekit", "--precision", "bf16"]
+    sides = {k: v for k, v in sides.items() if keep is None or k in keep}
     base = flags(sizes) + (["--bundle", str(bundle)] if bundle.is_dir() else [])
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for rep in range(repeats):
@@ -764,6 +770,31 @@ def report(
     return "\n".join(lines)
 
 
+def merge_results(parts: list[dict]) -> dict:
+    """One result from several runs' ``--json`` (say fp32 sides in one run, bf16 in
+    another): later parts add sections, tasks and sides; the first part's machine,
+    command and date head the page, and the wall times add up."""
+    merged = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        for key, value in part.items():
+            if key == "train" and "train" in merged:
+                for task, data in value.items():
+                    mine = merged["train"].setdefault(task, data)
+                    if mine is not data:
+                        mine["runs"].update(data["runs"])
+                        mine["probes"].update(data.get("probes", {}))
+            elif key == "inference" and "inference" in merged:
+                merged["inference"]["runs"].update(value["runs"])
+            elif key == "seconds":
+                for k, v in value.items():
+                    merged["seconds"][k] = merged["seconds"].get(k, 0) + v
+            elif key == "load":
+                merged.setdefault("load", {}).update(value)
+            elif key not in merged:
+                merged[key] = value
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a sanity check")
@@ -774,6 +805,18 @@ def main() -> None:
         "--tasks", default="classify,ner,sts", help="training comparisons to run (train section)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="rounds per side (≥ 3)")
+    parser.add_argument(
+        "--sides",
+        default="",
+        help="only these comparison sides (comma-separated names as on the page, e.g. "
+        "'tunekit fp32,hf grouped fp32,pipeline sorted'); all by default",
+    )
+    parser.add_argument(
+        "--probes",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="the torch.compile probes of the classify comparison (auto: not with --quick)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument(
         "--json", default=None, help="also write the raw results here (after every section)"
@@ -781,12 +824,15 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a remark shown as a banner under the title")
     parser.add_argument("--appendix", default=None, help="a Markdown file appended to the page")
     parser.add_argument(
-        "--from-json", default=None, help="render the page from a --json file of an earlier run"
+        "--from-json",
+        default=None,
+        help="render the page from --json files of earlier runs (comma-separated: merged, "
+        "later files adding sides and sections to earlier ones)",
     )
     args = parser.parse_args()
     appendix = Path(args.appendix).read_text(encoding="utf-8") if args.appendix else ""
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
+        saved = merge_results([json.loads(Path(f).read_text()) for f in args.from_json.split(",")])
         text = report(
             saved, saved["machine"], saved.get("command", "python benchmarks/run_all.py"),
             saved.get("quick", False), saved.get("seconds", {}), args.note or saved.get("note", ""),
@@ -806,6 +852,8 @@ def main() -> None:
     if repeats < 3:
         parser.error("--repeats must be at least 3: a ratio is a median with its spread")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    keep = {t.strip() for t in args.sides.split(",") if t.strip()} or None
+    probes = args.probes == "yes" or (args.probes == "auto" and not args.quick)
     info = machine_info()
     shown, skip = [], False  # the command as run, without where it wrote
     for arg in sys.argv[1:]:
@@ -849,9 +897,12 @@ def main() -> None:
                 results["train"] = run_train(
                     chosen, repeats, bf16, bundle, log,
                     save=lambda part: (results.__setitem__("train", part), save()),
+                    keep=keep, probes=probes,
                 )  # fmt: skip
             elif section == "inference":
-                results["inference"] = run_inference(sizes["inference"], repeats, bf16, bundle, log)
+                results["inference"] = run_inference(
+                    sizes["inference"], repeats, bf16, bundle, log, keep=keep
+                )
             elif section == "strategies":
                 results["strategies"] = run_strategies(sizes["strategies"])
             elif section == "scaling":

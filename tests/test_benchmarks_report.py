@@ -189,3 +189,25 @@ def test_run_all_refuses_fewer_than_three_rounds():
         text=True,
     )
     assert done.returncode == 2 and "at least 3" in done.stderr
+
+
+def test_merge_results_adds_sides_from_a_later_run(bench):
+    _, run_all = bench
+    first = fake_results()
+    first["seconds"] = {"train": 10.0}
+    later = {
+        "seconds": {"train": 5.0},
+        "train": {
+            "classify": {
+                "runs": {"tunekit bf16": [train_run(5.0, 0.80, precision="bf16")] * 3},
+                "probes": {},
+            }
+        },
+    }
+    merged = run_all.merge_results([first, later])
+    runs = merged["train"]["classify"]["runs"]
+    assert set(runs) == {"tunekit fp32", "hf default fp32", "hf grouped fp32", "tunekit bf16"}
+    assert merged["seconds"]["train"] == 15.0
+    assert "tunekit bf16" not in first["train"]["classify"]["runs"]  # inputs left alone
+    text = run_all.report(merged, INFO, "cmd", True, merged["seconds"])
+    assert "technique, bf16 (tunekit bf16 vs fp32): 2.00× (2.00–2.00)" in text
