@@ -347,9 +347,8 @@ def _cmd_finetune(args: argparse.Namespace, extra: list[str]) -> int:
 
     main = _is_main_process()  # under torchrun / accelerate launch only rank 0 reports
     if not options.get("output_dir") and main:
-        print(
-            "tunekit: note: no --output DIR: the trained model will not be saved", file=sys.stderr
-        )
+        # on stdout, so that an error stays the one line on stderr
+        print("note: no --output DIR: the trained model will not be saved", flush=True)
     run = finetune(task, **options)
     if not main:
         return 0
@@ -506,7 +505,9 @@ def _onnx_options(args: argparse.Namespace) -> dict[str, Any]:
     if options and args.format != "onnx":
         from .errors import ConfigError
 
-        flags = ", ".join("--" + ("data" if k == "records" else k.replace("_", "-")) for k in options)
+        flags = ", ".join(
+            "--" + ("data" if k == "records" else k.replace("_", "-")) for k in options
+        )
         raise ConfigError(f"{flags} apply to --format onnx only")
     return options
 
