@@ -660,6 +660,19 @@ def strategies_section(strat: dict, checks) -> list[str]:
                 ratio <= TARGETS["lora_rss_ratio"],
             )
         )
+    floor = by_name.get("frozen mlp 512 (cached)")
+    if full and lora and floor:
+        # where LoRA's memory goes: the frozen run holds the process, the model and the data
+        # but no encoder activations, gradients or optimizer state
+        lines.append(
+            f"- where the memory goes: the frozen cached run (process, libraries, model, data; "
+            f"no encoder activations or optimizer state) peaks at {floor['peak_rss_mb']:.0f} MB, "
+            f"{floor['peak_rss_mb'] / full['peak_rss_mb']:.2f}× full fine-tuning's: the floor "
+            f"under any strategy; LoRA adds {lora['peak_rss_mb'] - floor['peak_rss_mb']:.0f} MB "
+            f"above it (activations kept for the backward pass), full fine-tuning "
+            f"{full['peak_rss_mb'] - floor['peak_rss_mb']:.0f} MB (the same activations plus "
+            "gradients and AdamW state)"
+        )
     cache = strat.get("feature_cache")
     if cache:
         lines.append(

@@ -211,3 +211,24 @@ def test_merge_results_adds_sides_from_a_later_run(bench):
     assert "tunekit bf16" not in first["train"]["classify"]["runs"]  # inputs left alone
     text = run_all.report(merged, INFO, "cmd", True, merged["seconds"])
     assert "technique, bf16 (tunekit bf16 vs fp32): 2.00× (2.00–2.00)" in text
+
+
+def test_strategies_show_where_lora_memory_goes(bench):
+    _, run_all = bench
+
+    def row(name, rss):
+        return {"run": name, "accuracy": 0.7, "train_seconds": 1.0, "trainable_params": 1,
+                "trainable_percent": 1.0, "peak_rss_mb": rss, "bundle_mb": 1.0}  # fmt: skip
+
+    strategies = {
+        "settings": dict(train=10, test=5, epochs=1, batch_size=8, max_length=32),
+        "results": [
+            row("full", 1000.0),
+            row("lora r=8", 900.0),
+            row("frozen mlp 512 (cached)", 500.0),
+        ],  # fmt: skip
+    }
+    text = run_all.report({"strategies": strategies, "shape": SHAPE}, INFO, "cmd", True, {})
+    assert "peaks at 500 MB, 0.50× full fine-tuning's: the floor" in text
+    assert "LoRA adds 400 MB above it" in text and "full fine-tuning 500 MB" in text
+    assert "| LoRA peak RSS vs full | ≤ 0.6× | – | 0.90× | **missed** |" in text
