@@ -450,3 +450,14 @@ def test_edited_and_rehashed_bundles_are_bundle_errors(trained, lora_trained, tm
     for fragment in fragments:
         assert fragment in message, message
     assert outside() == before
+
+
+def test_one_bundle_loads_in_several_threads_at_once(trained):
+    """The cycle guard (a LoRA bundle naming itself as base) is per thread: concurrent
+    loads of one bundle are not mistaken for a cycle."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run, path = trained
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda _: tunekit.load(path, device="cpu"), range(4)))
+    assert all(r.predict(TEXTS) == run.predict(TEXTS) for r in loaded)

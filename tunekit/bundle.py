@@ -28,6 +28,7 @@ import hmac
 import json
 import os
 import platform
+import threading
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -471,7 +472,8 @@ def bundle_backbone(path: str | os.PathLike, *, name: str | None = None) -> Back
     )
 
 
-_LOADING: set[str] = set()  # bundles being loaded: a base that leads back to one is a cycle
+# bundles this thread is loading: a base model that leads back to one of them is a cycle
+_LOADING = threading.local()
 
 
 def load_bundle(
@@ -487,17 +489,18 @@ def load_bundle(
     """
     root = Path(path)
     key = os.path.realpath(root)
-    if key in _LOADING:
+    loading: set[str] = _LOADING.__dict__.setdefault("paths", set())
+    if key in loading:
         raise BundleError(
             f"bundle {root} names itself (directly or through other bundles) as its base model in "
             f"tunekit.json key 'backbone'; a bundle re-attaches to a different base: save it again "
             f"with run.save(), or with merged=True for a standalone bundle"
         )
-    _LOADING.add(key)
+    loading.add(key)
     try:
         return _load_bundle(root, device=device, verify_key=verify_key)
     finally:
-        _LOADING.discard(key)
+        loading.discard(key)
 
 
 def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | None) -> Run:
