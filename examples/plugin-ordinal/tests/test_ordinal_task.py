@@ -44,7 +44,7 @@ def test_predictions_are_levels_with_a_distribution(run):
 
 def test_one_level_or_a_non_integer_rating_is_a_data_error():
     task = tunekit.get_task("ordinal")()
-    with pytest.raises(tunekit.DataError, match="at least two levels"):
+    with pytest.raises(tunekit.DataError, match="ordinal regression needs two levels"):
         task.setup(task.read([{"text": "a", "label": 3}, {"text": "b", "label": 3}]))
-    with pytest.raises(tunekit.DataError, match="record 1: needs a text and an integer rating"):
+    with pytest.raises(tunekit.DataError, match="data record 1: rating 2.5 is not an integer"):
         task.read([{"text": "a", "label": 3}, {"text": "b", "label": 2.5}])
