@@ -330,3 +330,26 @@ def test_missing_column_message_names_the_option(cli_run, tmp_path):
     run = tunekit.load(out)
     with pytest.raises(DataError, match="text_column"):
         run.evaluate([{"blurb": GOOD[0], "verdict": "pos"}])
+
+
+def test_example_ordinal_plugin_label_agrees_with_its_probabilities():
+    import importlib.util
+
+    import numpy as np
+
+    path = Path(__file__).parents[1] / "examples/plugin-ordinal/src/tunekit_ordinal/__init__.py"
+    spec = importlib.util.spec_from_file_location("tunekit_ordinal_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    task = module.OrdinalTask()
+    task.levels = [1, 2, 3, 4, 5]
+    # P(rating > k) not monotone: counting those above 0.5 said 4 where P(4) is tiny
+    logits = np.log(np.array([0.9, 0.2, 0.6, 0.7]) / (1 - np.array([0.9, 0.2, 0.6, 0.7])))
+    (prediction,) = task.decode(
+        [{"logits": logits}], [{"example_index": 0}], [{"text": "an ok plot"}]
+    )
+    probabilities = prediction["probabilities"]
+    assert prediction["label"] == max(probabilities, key=probabilities.get) == 2
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    expected = sum(level * p for level, p in probabilities.items())
+    assert prediction["expected"] == pytest.approx(expected)

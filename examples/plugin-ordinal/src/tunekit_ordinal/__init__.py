@@ -66,12 +66,11 @@ class OrdinalTask(Task):
         for out, feat in zip(outputs, features):  # one feature per record
             above = 1 / (1 + np.exp(-out["logits"]))  # P(rating > level_k)
             cum = np.concatenate([[1.0], np.minimum.accumulate(above), [0.0]])
+            probs = {lv: float(cum[k] - cum[k + 1]) for k, lv in enumerate(self.levels)}
             predictions[feat["example_index"]] = {
-                "label": self.levels[int((above > 0.5).sum())],
-                "expected": self.levels[0] + float(above.sum()),
-                "probabilities": {
-                    lv: float(cum[k] - cum[k + 1]) for k, lv in enumerate(self.levels)
-                },
+                "label": max(probs, key=probs.get),  # the most probable level
+                "expected": self.levels[0] + float(cum[1:-1].sum()),
+                "probabilities": probs,
             }
         return predictions
 
