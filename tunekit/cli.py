@@ -514,20 +514,12 @@ def _onnx_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .api import load
-    from .errors import ExportError
     from .export import EXPORT_FILE
 
     key = _read_key_file(args.verify_key_file, "--verify-key-file")
     run = load(args.bundle, verify_key=key)
-    try:
-        path = run.export(args.output, format=args.format, **_onnx_options(args))
-    except ExportError as exc:
-        if args.format != "hf":
-            raise
-        raise ExportError(
-            f"{exc}. Or export the model as trained, whatever its head: "
-            f"tunekit export {args.bundle} {args.output} --format onnx"
-        ) from None
+    # an hf refusal (mean pooling, a CRF...) names --format onnx, which exports any head
+    path = run.export(args.output, format=args.format, **_onnx_options(args))
     print(f"exported: {path}")
     info_file = Path(path) / EXPORT_FILE
     if info_file.is_file():

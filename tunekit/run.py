@@ -289,10 +289,19 @@ class Run:
             from transformers import pipeline
             pipeline("text-classification", model="out/hf")("what a wonderful film")
         """
+        from .errors import ExportError
         from .export import export_run
 
-        with quiet_libraries():
-            return export_run(self, path, format=format, **options)
+        try:
+            with quiet_libraries():
+                return export_run(self, path, format=format, **options)
+        except ExportError as exc:
+            if format != "hf" or "format='onnx'" in str(exc):
+                raise
+            raise ExportError(
+                f"{exc}. Or export the model as trained, whatever its head: format='onnx' "
+                f"(CLI: tunekit export BUNDLE DIR --format onnx)"
+            ) from None
 
     def export_encoder(self, path: str | os.PathLike) -> str:
         """Write the trained encoder (adapters merged in, head dropped) and the tokenizer as a
