@@ -243,7 +243,7 @@ def test_question_answering_loading_code_runs_without_the_removed_pipeline(tiny,
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
     from transformers.pipelines import SUPPORTED_TASKS
 
-    from tunekit.cli import loading_code
+    from tunekit.export import loading_code
 
     path = tmp_path / "qa"
     AutoModelForQuestionAnswering.from_pretrained(tiny).save_pretrained(path)

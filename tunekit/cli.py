@@ -514,7 +514,7 @@ def _onnx_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .api import load
-    from .export import EXPORT_FILE
+    from .export import EXPORT_FILE, loading_code
 
     key = _read_key_file(args.verify_key_file, "--verify-key-file")
     run = load(args.bundle, verify_key=key)
@@ -527,82 +527,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print("load it with:")
         print(loading_code(info, path, max_length=run.training.max_length))
     return 0
-
-
-#: the model class that loads each exported ``pipeline`` task where the installed
-#: transformers has no such pipeline (transformers 5 removed ``question-answering``)
-AUTO_CLASSES = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "fill-mask": "AutoModelForMaskedLM",
-    "feature-extraction": "AutoModel",
-    "question-answering": "AutoModelForQuestionAnswering",
-}
-
-
-def loading_code(info: dict[str, Any], path: str, *, max_length: int) -> str:
-    """Python that loads the export at *path* and runs it on the transformers installed
-    here: the ``pipeline`` call (with the options that give tunekit's predictions and the
-    run's ``max_length``) when this transformers has that pipeline, else the
-    ``AutoModelFor...`` class and its tokenizer with the same truncation.
-
-    Example::
-
-        print(loading_code({"pipeline": "text-classification"}, "out/hf", max_length=128))
-    """
-    from transformers.pipelines import SUPPORTED_TASKS
-
-    pipeline = info["pipeline"]
-    options = dict(info.get("pipeline_options") or {})
-    if pipeline in SUPPORTED_TASKS:
-        text = '"..."'
-        if pipeline == "question-answering":
-            options.setdefault("max_seq_len", max_length)
-            call = 'pipe(question="...", context="..."'
-        elif pipeline == "fill-mask":
-            text = '"... " + pipe.tokenizer.mask_token + " ..."'
-            call = (
-                f"pipe({text}, tokenizer_kwargs={{'truncation': True, 'max_length': {max_length}}}"
-            )
-        elif pipeline == "feature-extraction":
-            call = (
-                f"pipe({text}, tokenize_kwargs={{'truncation': True, 'max_length': {max_length}}}"
-            )
-        else:
-            call = f"pipe({text}, truncation=True, max_length={max_length}"
-        shown = "".join(f", {k}={v!r}" for k, v in options.items())
-        return "\n".join(
-            [
-                "from transformers import pipeline",
-                f'pipe = pipeline("{pipeline}", model="{path}")',
-                f"{call}{shown})",
-            ]
-        )
-    auto = AUTO_CLASSES.get(pipeline, "AutoModel")
-    lines = [
-        "import torch",
-        f"from transformers import AutoTokenizer, {auto}",
-        f'tokenizer = AutoTokenizer.from_pretrained("{path}")',
-        f'model = {auto}.from_pretrained("{path}").eval()',
-    ]
-    if pipeline == "question-answering":
-        lines += [
-            'question, context = "...", "..."',
-            f"inputs = tokenizer(question, context, truncation='only_second', max_length={max_length}, "
-            "return_tensors='pt')",
-            "with torch.no_grad():",
-            "    out = model(**inputs)",
-            "start = int(out.start_logits[0].argmax())",
-            "end = start + int(out.end_logits[0, start:].argmax())",
-            'answer = tokenizer.decode(inputs["input_ids"][0, start : end + 1])',
-        ]
-    else:
-        lines += [
-            f"inputs = tokenizer(['...'], truncation=True, max_length={max_length}, return_tensors='pt')",
-            "with torch.no_grad():",
-            "    out = model(**inputs)",
-        ]
-    return "\n".join(lines)
 
 
 def _cmd_list(command: str) -> int:
