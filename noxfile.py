@@ -65,12 +65,9 @@ def reliability(session: nox.Session) -> None:
         "-m",
         "slow",
         "-v",
-        # two workers (CI has two cores); the cases of one configuration share a worker,
-        # so each configuration's uninterrupted reference run is computed once
+        # two workers (CI has two cores); they share each configuration's reference run
         "-n",
         "2",
-        "--dist",
-        "loadgroup",
         *session.posargs,
         env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
     )

@@ -396,8 +396,14 @@ def kill_point(config: str, phase: str, total_steps: int) -> tuple[int, float]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    words = GOOD + BAD + FILLER + NAMES + ["who", "is", "in", "story"]
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "bert", [" ".join(words)])
+    from filelock import FileLock
+
+    path = shared_dir(tmp_path_factory) / "tiny-bert"
+    with FileLock(str(path) + ".lock"):
+        if not (path / "config.json").exists():
+            words = GOOD + BAD + FILLER + NAMES + ["who", "is", "in", "story"]
+            make_tiny_model(path, [" ".join(words)])
+    return str(path)
 
 
 def spec_for(config: str, tiny: str, output_dir: Path, **extra) -> dict:
@@ -411,18 +417,29 @@ def spec_for(config: str, tiny: str, output_dir: Path, **extra) -> dict:
     }
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """A directory of this test session that every xdist worker sees (``nox -s reliability``
+    runs two workers), so each reference run is computed once."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="module")
 def references(tiny, tmp_path_factory):
-    """The uninterrupted run of each configuration, computed once; its result and its
-    ``output_dir`` (holding its final bundle)."""
-    cache: dict[str, tuple[dict, Path]] = {}
+    """The uninterrupted run of each configuration, computed once per session (the first
+    worker to need it runs it, the other waits for it); its result and its ``output_dir``
+    (holding its final bundle)."""
+    from filelock import FileLock
 
     def get(config: str) -> tuple[dict, Path]:
-        if config not in cache:
-            tmp = tmp_path_factory.mktemp("reference")
-            result = run_to_end(tmp, spec_for(config, tiny, tmp / "out"), "ref")
-            cache[config] = result, tmp / "out"
-        return cache[config]
+        tmp = shared_dir(tmp_path_factory) / "references" / config.replace("/", "-")
+        tmp.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(tmp) + ".lock"):
+            if not (tmp / "ref" / "result" / "history.json").exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                run_to_end(tmp, spec_for(config, tiny, tmp / "out"), "ref")
+        return read_result(tmp / "ref" / "result"), tmp / "out"
 
     return get
 
@@ -439,10 +456,7 @@ def step_of(checkpoint: Path | None) -> int:
             config,
             phase,
             id=name,
-            # one configuration's cases share an xdist worker (nox -s reliability runs two),
-            # so its reference run is computed once
-            marks=(pytest.mark.xdist_group(config),)
-            + (() if name == FAST_CASE else (pytest.mark.slow,)),
+            marks=() if name == FAST_CASE else (pytest.mark.slow,),
         )
         for config, phase, name in kill_cases()
     ],
@@ -486,7 +500,6 @@ def test_sigkill_anywhere_in_a_step_then_resume_runs_only_what_was_left(
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("classify/lora")
 @pytest.mark.timeout(1800)
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tiny, references, tmp_path):
     config = "classify/lora"
@@ -512,7 +525,6 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tiny, referen
     assert not [n for n in checkpoints(out) if n.endswith(".partial")]
 
 
-@pytest.mark.xdist_group("classify/full")
 @pytest.mark.timeout(1800)
 def test_sigkill_while_saving_a_bundle_keeps_the_previous_one(tiny, references, tmp_path):
     reference, finished = references("classify/full")
@@ -595,7 +607,6 @@ def torchrun(tmp: Path, spec: dict, name: str) -> tuple[dict, dict[int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("torchrun")
 @pytest.mark.timeout(1800)
 def test_two_processes_resume_from_a_mid_epoch_checkpoint(tiny, tmp_path):
     """Under torchrun each process saves and restores its own random states (accelerate's
