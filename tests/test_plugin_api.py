@@ -84,3 +84,33 @@ def test_the_import_contract_covers_every_plugin_package():
     assert packages == set(contract["source_modules"]) <= set(config["root_packages"])
     assert contract["forbidden_modules"] == ["tunekit.*"]
     assert set(contract["ignore_imports"]) == {"** -> tunekit.plugin", "** -> tunekit.testing"}
+
+
+def test_map_batches_runs_longest_first_and_returns_feature_order():
+    import torch
+
+    from tunekit.plugin import map_batches
+
+    model = torch.nn.Linear(1, 1).train()
+    features = [{"input_ids": [7] * n, "n": n} for n in (2, 5, 1, 4, 3)]
+    seen = []
+
+    def collate(batch):
+        seen.append([len(f["input_ids"]) for f in batch])
+        return {"n": torch.tensor([[float(f["n"])] for f in batch])}
+
+    def forward(batch):
+        assert not model.training  # eval mode inside
+        return {"twice": batch["n"][:, 0] * 2, "linear": model(batch["n"])}
+
+    rows = map_batches(model, features, forward, collate=collate, batch_size=2)
+    assert seen == [[5, 4], [3, 2], [1]]  # length-sorted batches, little padding
+    assert [float(r["twice"]) for r in rows] == [4.0, 10.0, 2.0, 8.0, 6.0]
+    assert model.training  # mode restored
+    assert all(torch.is_inference(r["linear"]) for r in rows)
+    kept = map_batches(
+        model, features, forward, collate=collate, batch_size=3,
+        keep=lambda feature, row: (feature["n"], row["linear"]), grad_mode=torch.no_grad,
+    )  # fmt: skip
+    assert [n for n, _ in kept] == [2, 5, 1, 4, 3]
+    assert not any(torch.is_inference(t) for _, t in kept)  # usable as autograd inputs

@@ -1,8 +1,10 @@
-"""Batched inference outside the trainer: length-sorted batches, original order restored."""
+"""Batched inference: one loop (:func:`map_batches`) for evaluation, ``Run.predict``, the
+feature cache, bi-encoder and topic embeddings; length-sorted batches, order restored."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,56 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-@torch.inference_mode()
+def map_batches(
+    model: torch.nn.Module,
+    features: Sequence[Feature],
+    forward: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+    *,
+    collate: Callable[[list[Feature]], Mapping[str, torch.Tensor]],
+    batch_size: int = 64,
+    context: Callable[[], AbstractContextManager[Any]] | None = None,
+    keep: Callable[[Feature, dict[str, torch.Tensor]], Any] | None = None,
+    grad_mode: Callable[[], AbstractContextManager[Any]] = torch.inference_mode,
+) -> list[Any]:
+    """The one batched-inference loop: *forward* over length-sorted batches of *features*,
+    one result per feature, in feature order.
+
+    Features are batched longest first (little padding) with *collate*, moved to the
+    model's device and run through ``forward(batch) → {name: batch-first tensor}`` in eval
+    mode under *grad_mode* (``torch.inference_mode`` by default; ``torch.no_grad`` when the
+    results later feed autograd, as cached encoder features do) and *context* (e.g. an
+    autocast). The outputs move to the CPU once per batch; ``keep(feature, row)`` turns each
+    feature's row (``{name: tensor}``) into what is returned (default: the row). The model's
+    train/eval mode is restored after. Evaluation and ``Run.predict`` (through
+    :func:`compute_outputs`), the frozen-encoder feature cache, bi-encoder embeddings and
+    topic embeddings all run here.
+
+    Example::
+
+        rows = map_batches(model, features, lambda b: {"emb": model.hidden_states(b)[:, 0]},
+                           collate=lambda fs: dict(tokenizer.pad(fs, return_tensors="pt")))
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
+    results: list[Any] = [None] * len(features)
+    try:
+        with grad_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
+                with context() if context is not None else nullcontext():
+                    outputs = forward(batch)
+                cpu = {k: v.detach().cpu() for k, v in outputs.items()}
+                for j, i in enumerate(idx):
+                    row = {k: v[j] for k, v in cpu.items()}
+                    results[i] = keep(features[i], row) if keep is not None else row
+    finally:
+        model.train(was_training)
+    return results
+
+
 def compute_outputs(
     model: TaskModel,
     task: Task,
@@ -31,34 +82,43 @@ def compute_outputs(
     batch_size: int = 64,
     precision: str = "fp32",
     with_loss: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], float | None]:
-    """Per-feature outputs of ``task.batch_outputs`` in feature order (and the mean loss).
+    """Per-feature outputs of ``task.batch_outputs`` in feature order (and the mean loss),
+    through :func:`map_batches`: length-sorted batches, ``torch.inference_mode()`` (no
+    autograd bookkeeping at all), the run's precision; on CPU the thread count is capped at
+    the CPUs usable here (:func:`tunekit.hardware.configure_threads`). *on_batch* is called
+    with the number of features of each batch done (progress reporting).
 
-    Features are batched longest first so padding is small; order is restored after.
-    Runs under ``torch.inference_mode()`` (no autograd bookkeeping at all); on CPU the
-    thread count is capped at the CPUs usable here (:func:`tunekit.hardware.configure_threads`).
+    Example::
+
+        outputs, loss = compute_outputs(model, task, tokenizer, features, with_loss=True)
+        task.decode(outputs, features, records)
     """
     device = next(model.parameters()).device
     if device.type == "cpu":
         configure_threads()
-    model.eval()
-    order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
-    results: list[dict[str, np.ndarray] | None] = [None] * len(features)
     loss_total, loss_n = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = task.collate([features[i] for i in idx], tokenizer)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast_for(device, precision):
-            outputs = model(batch)
-            if with_loss:
-                loss_total += float(task.loss(outputs, batch)) * len(idx)
-                loss_n += len(idx)
-            kept = task.batch_outputs(outputs, batch)
-        cpu = {
-            k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().numpy()
-            for k, v in kept.items()
-        }
-        for j, i in enumerate(idx):
-            results[i] = {k: v[j] for k, v in cpu.items()}
-    return results, (loss_total / loss_n if loss_n else None)  # type: ignore[return-value]
+
+    def forward(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        nonlocal loss_total, loss_n
+        outputs = model(batch)
+        n = len(next(iter(batch.values())))
+        if with_loss:
+            loss_total += float(task.loss(outputs, batch)) * n
+            loss_n += n
+        if on_batch is not None:  # progress: n more features done
+            on_batch(n)
+        kept = task.batch_outputs(outputs, batch)
+        return {k: v.float() if v.is_floating_point() else v for k, v in kept.items()}
+
+    results = map_batches(
+        model,
+        features,
+        forward,
+        collate=lambda fs: task.collate(fs, tokenizer),
+        batch_size=batch_size,
+        context=lambda: autocast_for(device, precision),
+        keep=lambda feature, row: {k: v.numpy() for k, v in row.items()},
+    )
+    return results, (loss_total / loss_n if loss_n else None)

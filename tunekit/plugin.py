@@ -65,7 +65,7 @@ from .export import (
 from .head import ACTIVATIONS, HEAD_LEVELS, Head, LinearHead, MLPHead, pool
 from .history import History
 from .hookspecs import hookimpl
-from .inference import autocast_for, compute_outputs
+from .inference import autocast_for, compute_outputs, map_batches
 from .labels import LabelSchema
 from .metrics import classification_metrics, multilabel_metrics, regression_metrics
 from .models import Backbone, load_backbone
@@ -138,6 +138,7 @@ __all__ = [
     # inference, and building runs (unsupervised tasks, encoder adaptation)
     "autocast_for",
     "compute_outputs",
+    "map_batches",
     "predict_records",
     "load_backbone",
     "check_max_length",

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..inference import map_batches
 from ..models import state_dict_sha256
 from ..task import Feature
 from ..taskmodel import TaskModel
@@ -106,35 +107,30 @@ class FeatureCache:
         )
         return torch.stack(rows).to(device)
 
-    @torch.no_grad()
     def _compute(self, features: Sequence[Feature]) -> list[torch.Tensor]:
         import time
 
         start = time.perf_counter()
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
-        out: list[torch.Tensor | None] = [None] * len(features)
-        for begin in range(0, len(order), self.batch_size):
-            idx = order[begin : begin + self.batch_size]
-            batch = {k: v.to(device) for k, v in self.collate([features[i] for i in idx]).items()}
-            with self.autocast():
-                feats = model.cacheable_features(batch)
+
+        def trimmed(feature: Feature, row: dict[str, torch.Tensor]) -> torch.Tensor:
+            feats = row["features"]
             width = feats.shape[-2]
-            for j, i in enumerate(idx):
-                n = len(features[i]["input_ids"]) if "input_ids" in features[i] else width
-                part = (
-                    feats[j, ..., width - n :, :]
-                    if self.padding_side == "left"
-                    else feats[j, ..., :n, :]
-                )
-                out[i] = part.detach().cpu().contiguous().clone()
-        if was_training:
-            model.train()
+            n = len(feature["input_ids"]) if "input_ids" in feature else width
+            part = feats[..., width - n :, :] if self.padding_side == "left" else feats[..., :n, :]
+            return part.contiguous().clone()
+
+        out = map_batches(
+            self.model,
+            features,
+            lambda batch: {"features": self.model.cacheable_features(batch)},
+            collate=self.collate,
+            batch_size=self.batch_size,
+            context=self.autocast,
+            keep=trimmed,
+            grad_mode=torch.no_grad,  # the cached tensors feed autograd (as inputs) later
+        )
         self.encode_seconds += time.perf_counter() - start
-        return out  # type: ignore[return-value]
+        return out
 
     def _disk_path(self, features: Sequence[Feature]) -> Path | None:
         if self.cache_dir is None:

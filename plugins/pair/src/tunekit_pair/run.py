@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from tunekit.plugin import ConfigError, DataError, Run, autocast_for
+from tunekit.plugin import ConfigError, DataError, Run, autocast_for, map_batches
 
 
 class PairRun(Run):
@@ -33,7 +34,6 @@ class PairRun(Run):
             )
         return head
 
-    @torch.no_grad()
     def encode(
         self, texts: str | Sequence[str], *, batch_size: int | None = None, normalize: bool = True
     ) -> np.ndarray:
@@ -46,28 +46,25 @@ class PairRun(Run):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"encode input {i} is empty or not a string ({text!r})")
         model = self.model
-        model.eval()
         device = next(model.parameters()).device
-        batch_size = batch_size or self.training.eval_batch_size or 2 * self.training.batch_size
         enc = self.tokenizer(texts, truncation=True, max_length=self.training.max_length)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
-        rows: dict[int, np.ndarray] = {}
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = dict(
-                self.tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="pt")
-            )
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast_for(device, self.precision):
-                vectors = head.embed(
-                    model.hidden_states(batch), batch.get("attention_mask")
-                ).float()
-            if normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            for j, i in enumerate(idx):
-                rows[i] = vectors[j].cpu().numpy()
-        out = np.stack([rows[i] for i in range(len(texts))])
+        features = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+
+        def embed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            vectors = head.embed(model.hidden_states(batch), batch.get("attention_mask")).float()
+            return {"embedding": F.normalize(vectors, dim=-1) if normalize else vectors}
+
+        rows = map_batches(
+            model,
+            features,
+            embed,
+            collate=lambda fs: dict(self.tokenizer.pad(fs, return_tensors="pt")),
+            batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
+            context=lambda: autocast_for(device, self.precision),
+            keep=lambda feature, row: row["embedding"].numpy(),
+        )
+        out = np.stack(rows)
         return out[0] if single else out
 
     def similarity(
