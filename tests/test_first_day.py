@@ -353,3 +353,26 @@ def test_example_ordinal_plugin_label_agrees_with_its_probabilities():
     assert sum(probabilities.values()) == pytest.approx(1.0)
     expected = sum(level * p for level, p in probabilities.items())
     assert prediction["expected"] == pytest.approx(expected)
+
+
+def test_long_predict_and_evaluate_report_progress(cli_run, monkeypatch, capsys):
+    import tunekit.progress
+
+    _, out, _ = cli_run
+    import attrs
+
+    run = tunekit.load(out)
+    assert run.training.progress is False  # trained with --no-progress: it stays off
+    run.predict([GOOD[0]] * 300)
+    assert "predict:" not in capsys.readouterr().err
+    run.training = attrs.evolve(run.training, progress=None)  # the default
+    monkeypatch.setattr(tunekit.progress, "EVERY_SECONDS", 0.0)  # a line per batch
+    texts = [GOOD[i % len(GOOD)] for i in range(300)]
+    capsys.readouterr()
+    run.predict(texts[:10])
+    assert "predict:" not in capsys.readouterr().err  # short calls stay quiet
+    run.predict(texts)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("predict:")]
+    assert len(lines) > 1 and "300/300" in lines[-1]
+    run.evaluate([{"text": t, "label": "pos"} for t in texts])
+    assert "evaluate: step 300/300" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def _has_handler() -> bool:
 
 
 #: modules whose warnings tunekit's calls silence (the warning's origin, as ``warnings`` sees it)
-LIBRARY_MODULES = r"(transformers|peft|accelerate|datasets|huggingface_hub|torch)(\.|$)"
+LIBRARY_MODULES = r"(transformers|peft|accelerate|datasets|huggingface_hub|torch|sklearn)(\.|$)"
 
 
 @contextlib.contextmanager

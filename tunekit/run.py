@@ -18,6 +18,8 @@ from .taskmodel import TaskModel
 
 #: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()``
 RECORDS_PER_CHUNK = 2048
+#: ``predict()`` / ``evaluate()`` on this many records or more show progress
+PROGRESS_MIN_RECORDS = 256
 
 
 class Run:
@@ -197,11 +199,14 @@ class Run:
         # the kept outputs of only one chunk are in memory, however large the data.
         predictions: list[Any] = []
         loss_total, loss_n = 0.0, 0
+        progress = self._progress(len(records), "evaluate" if with_labels else "predict")
         for start in range(0, len(records), RECORDS_PER_CHUNK):
             chunk = records[start : start + RECORDS_PER_CHUNK]
             features = self.task.encode(
                 chunk, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels
             )
+            if progress is not None:
+                progress.chunk(len(chunk), len(features))
             outputs, loss = compute_outputs(
                 self.model,
                 self.task,
@@ -212,11 +217,26 @@ class Run:
                 or 2 * self.training.batch_size,
                 precision=self.precision,
                 with_loss=with_labels,
+                on_batch=progress,
             )
             predictions += self.task.decode(outputs, features, chunk, **options)
             if loss is not None:
                 loss_total, loss_n = loss_total + loss * len(features), loss_n + len(features)
+        if progress is not None:
+            progress.close()
         return predictions, (loss_total / loss_n if loss_n else None)
+
+    def _progress(self, total: int, what: str) -> Any:
+        """Progress of a long ``predict()`` / ``evaluate()`` (at least
+        :data:`PROGRESS_MIN_RECORDS` records): a bar on a terminal, a line every 30 s
+        otherwise; the ``progress`` training option (``False``) turns it off."""
+        from .bundle import _is_main_process
+        from .progress import progress_mode
+
+        if total < PROGRESS_MIN_RECORDS:
+            return None
+        mode = progress_mode(self.training.progress, main=_is_main_process())
+        return None if mode == "off" else _RecordProgress(total=total, mode=mode, desc=what)
 
     @quiet_libraries()
     def evaluate(
@@ -382,6 +402,30 @@ class Run:
 
         gold, predicted = self.confusion(data)
         return plot_confusion(gold, predicted, self.labels, path, normalize=normalize)
+
+
+class _RecordProgress:
+    """Progress in records, fed the features done batch by batch (a record may give
+    several features: windows of a long text)."""
+
+    def __init__(self, *, total: int, mode: str, desc: str) -> None:
+        from .progress import Progress
+
+        self.progress = Progress(total=total, mode=mode, desc=desc)
+        self.per_feature, self.done, self.shown = 1.0, 0.0, 0
+
+    def chunk(self, records: int, features: int) -> None:
+        self.per_feature = records / max(features, 1)
+
+    def __call__(self, features: int) -> None:
+        self.done += features * self.per_feature
+        step = round(self.done) - self.shown
+        if step > 0:
+            self.shown += step
+            self.progress.update(step)
+
+    def close(self) -> None:
+        self.progress.close()
 
 
 def _is_table(inputs: Any) -> bool:
