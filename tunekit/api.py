@@ -8,19 +8,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .assembly import build_run, check_max_length
 from .atomic import check_save_target, check_writable_directory
 from .config import TrainingConfig, build_config, split_options
 from .data import split_records
 from .errors import ConfigError
 from .language import default_model_for
 from .log import quiet_libraries, set_verbosity
-from .models import Backbone, load_backbone
+from .models import load_backbone
 from .plugins import ModelAlias, get_state
 from .run import Run
 from .strategy import Strategy
 from .task import Task
-from .taskmodel import TaskModel
-from .trainer import Trainer, _seed_everything
 
 logger = logging.getLogger("tunekit")
 
@@ -142,7 +141,7 @@ def finetune(
     if model is None:  # the embedded default, or the multilingual one for text it cannot read
         model = default_model_for(train_records)
     backbone = load_backbone(model)
-    _check_max_length(training, backbone)
+    check_max_length(training, backbone)
     trainer, run = build_run(task_obj, strategy_obj, backbone, training)
     if export is not None:
         _check_exportable(run)
@@ -205,22 +204,6 @@ def _check_exportable(run: Run) -> None:
         ) from None
 
 
-#: training options that may differ when a finished run is asked to resume
-_RESUME_FREE = {
-    "resume",
-    "progress",
-    "verbose",
-    "output_dir",
-    "logging_dir",
-    "report_to",
-    "run_name",
-    "num_threads",
-    "keep_checkpoints",
-    "keep_checkpoints_after_training",
-    "eval_batch_size",
-}
-
-
 def _finished_run(training: TrainingConfig, task: str, strategy: str) -> Run | None:
     """With ``resume=True``: the finished run in ``output_dir`` (its bundle, saved when its
     checkpoints were deleted) when there is no checkpoint left to resume from, else ``None``.
@@ -236,8 +219,12 @@ def _finished_run(training: TrainingConfig, task: str, strategy: str) -> Run | N
     if bundle is None or bundle == root:
         return None
     run = load(bundle)
+    from .checkpoint import RESUME_MAY_CHANGE  # the options a resumed run may change
+
     ours, theirs = config_to_dict(training), config_to_dict(run.training)
-    differing = [k for k in ours if k not in _RESUME_FREE and k in theirs and ours[k] != theirs[k]]
+    differing = [
+        k for k in ours if k not in RESUME_MAY_CHANGE and k in theirs and ours[k] != theirs[k]
+    ]
     if run.task.name != task or run.strategy.name != strategy:
         differing[:0] = ["task/strategy"]
     if differing:
@@ -268,66 +255,6 @@ def _delete_checkpoints(output_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(OSError):
         root.rmdir()  # only when nothing else is in it
-
-
-def build_run(
-    task: Task, strategy: Strategy, backbone: Backbone, training: TrainingConfig
-) -> tuple[Trainer, Run]:
-    """Assemble the model for (task, strategy, backbone) and a trainer for it."""
-    identity = (
-        backbone.identity()
-        if not strategy.stores_encoder
-        else {
-            "name": backbone.name,
-            "source": backbone.source,
-            "model_type": getattr(backbone.config, "model_type", None),
-        }
-    )
-    _seed_everything(training.seed)  # same seed → same head (and adapter) initialisation
-    head = task.build_head(backbone)
-    model = TaskModel(backbone.model, head)
-    strategy.apply(model)
-    trainer = Trainer(
-        model=model, task=task, strategy=strategy, tokenizer=backbone.tokenizer, config=training
-    )
-    run_cls = getattr(task, "run_class", None) or Run  # the same Run subclass tunekit.load() gives
-    run = run_cls(
-        task=task,
-        strategy=strategy,
-        model=model,
-        tokenizer=backbone.tokenizer,
-        training=training,
-        backbone=identity,
-        precision=trainer.precision,
-    )
-    return trainer, run
-
-
-def _check_max_length(training: TrainingConfig, backbone: Backbone) -> None:
-    specials = _special_token_count(backbone.tokenizer)
-    if specials is not None and training.max_length <= specials:
-        raise ConfigError(
-            f"max_length={training.max_length} leaves no room for text: the tokenizer of model "
-            f"{backbone.name!r} adds {specials} special tokens (e.g. [CLS] and [SEP]) to a pair "
-            f"of texts; use max_length>={specials + 1} (typically 128 or more)"
-        )
-    limit = getattr(backbone.config, "max_position_embeddings", None)
-    if limit and training.max_length > limit:
-        raise ConfigError(
-            f"max_length={training.max_length} is over the limit of model {backbone.name!r} "
-            f"({limit} positions); use max_length<={limit} (long texts: long_text='chunk' where the task has it)"
-        )
-
-
-def _special_token_count(tokenizer: Any) -> int | None:
-    """Special tokens the tokenizer adds to a text pair (the most any task adds)."""
-    count = getattr(tokenizer, "num_special_tokens_to_add", None)
-    if count is None:
-        return None
-    try:
-        return int(count(pair=True))
-    except Exception:  # a tokenizer that cannot tell: nothing to check against
-        return None
 
 
 @quiet_libraries()
