@@ -114,3 +114,27 @@ def test_map_batches_runs_longest_first_and_returns_feature_order():
     )  # fmt: skip
     assert [n for n, _ in kept] == [2, 5, 1, 4, 3]
     assert not any(torch.is_inference(t) for _, t in kept)  # usable as autograd inputs
+
+
+def test_backbone_identity_follows_what_the_strategy_stores():
+    import types
+
+    from tunekit.plugin import backbone_identity, new_strategy
+
+    backbone = types.SimpleNamespace(
+        name="tiny",
+        source="/models/tiny",
+        config=types.SimpleNamespace(model_type="bert"),
+        identity=lambda: {"name": "tiny", "source": "/models/tiny", "weights_sha256": "ab12"},
+    )
+    # frozen saves only what it trained: the bundle must find and check the same encoder
+    frozen = backbone_identity(backbone, new_strategy("frozen"), adapted=None)
+    assert frozen == {
+        "name": "tiny",
+        "source": "/models/tiny",
+        "weights_sha256": "ab12",
+        "adapted": None,
+    }
+    # full stores the encoder: no weights hash to check against a base model
+    full = backbone_identity(backbone, new_strategy("full"))
+    assert full == {"name": "tiny", "source": "/models/tiny", "model_type": "bert"}

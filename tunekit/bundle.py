@@ -44,7 +44,6 @@ from .config import TrainingConfig, build_config, config_to_dict
 from .errors import BundleError, ConfigError, TunekitError
 from .history import History
 from .models import Backbone, load_backbone
-from .taskmodel import TaskModel
 
 if TYPE_CHECKING:
     from .run import Run
@@ -508,8 +507,8 @@ def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | No
     from safetensors import SafetensorError, safe_open
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from .assembly import assemble_model, new_run
     from .plugins import get_state
-    from .run import Run
 
     meta = verify_bundle(root, verify_key=verify_key)
     state = get_state()
@@ -580,9 +579,7 @@ def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | No
             name=backbone.name, source=backbone.source, model=backbone.model, tokenizer=tokenizer
         )
     try:
-        head = task.build_head(backbone)
-        model = TaskModel(backbone.model, head)
-        strategy.apply(model)
+        model = assemble_model(task, strategy, backbone)  # as build_run assembled it
     except (RuntimeError, *broken) as exc:
         raise damaged("tunekit.json (task and strategy options) with config.json", exc) from exc
     try:
@@ -635,9 +632,8 @@ def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | No
     precision = meta.get("precision", "fp32")
     if precision == "fp16" and target.type == "cpu":
         precision = "fp32"
-    run_cls = getattr(task, "run_class", None) or Run
-    return run_cls(
-        task=task,
+    return new_run(
+        task,
         strategy=strategy,
         model=model,
         tokenizer=tokenizer,

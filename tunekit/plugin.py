@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .api import _check_max_length, build_run
+from .assembly import backbone_identity, build_run, check_max_length
 from .bundle import find_bundle, verify_bundle
 from .config import TrainingConfig, build_config, fraction, non_negative, one_of, positive
 from .data import (
@@ -142,6 +142,7 @@ __all__ = [
     "predict_records",
     "load_backbone",
     "check_max_length",
+    "backbone_identity",
     "build_run",
     "resolve_precision",
     "read_bundle",
@@ -169,17 +170,6 @@ def new_strategy(name: str, **options: Any) -> Strategy:
     """
     cls = get_state().strategies.get(name)
     return cls(build_config(cls.Config, options, owner=f"strategy {cls.name!r}"))
-
-
-def check_max_length(training: TrainingConfig, backbone: Backbone) -> None:
-    """Raise :class:`ConfigError` when ``training.max_length`` is over the positions
-    *backbone* has (what ``finetune()`` checks before it trains).
-
-    Example::
-
-        check_max_length(training, load_backbone(model))
-    """
-    _check_max_length(training, backbone)
 
 
 def predict_records(

@@ -291,6 +291,7 @@ class TopicsTask(Task):
         """Fit the topic model on *data* and return a :class:`~tunekit_topics.run.TopicRun`."""
         from tunekit.plugin import (
             TaskModel,
+            backbone_identity,
             check_max_length,
             load_backbone,
             new_strategy,
@@ -315,16 +316,8 @@ class TopicsTask(Task):
         precision = resolve_precision(training.precision, device)
         if cfg.adapt:
             strategy = strategy or new_strategy("full")
-            identity = (
-                {**backbone.identity(), "adapted": cfg.adapt}  # before adapters are attached to it
-                if not strategy.stores_encoder
-                else {
-                    "name": backbone.name,
-                    "source": backbone.source,
-                    "model_type": getattr(backbone.config, "model_type", None),
-                    "adapted": cfg.adapt,
-                }
-            )
+            # before adapters are attached to it
+            identity = backbone_identity(backbone, strategy, adapted=cfg.adapt)
             trained, history = adapt_encoder(
                 cfg.adapt,
                 backbone,
