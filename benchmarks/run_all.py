@@ -89,9 +89,9 @@ SIZES = {
         "train": {
             "classify": dict(train=160, test=200, epochs=1, batch_size=32, max_length=128,
                              learning_rate=5e-5),
-            "ner": dict(train=160, test=150, epochs=1, batch_size=16, max_length=128,
+            "ner": dict(train=96, test=100, epochs=1, batch_size=16, max_length=128,
                         learning_rate=1e-4),
-            "sts": dict(train=48, test=105, epochs=1, batch_size=16, max_length=128,
+            "sts": dict(train=32, test=105, epochs=1, batch_size=16, max_length=128,
                         learning_rate=5e-5),
         },
         "inference": dict(texts=256, batch_size=64, max_length=128),
