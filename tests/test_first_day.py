@@ -376,3 +376,13 @@ def test_long_predict_and_evaluate_report_progress(cli_run, monkeypatch, capsys)
     assert len(lines) > 1 and "300/300" in lines[-1]
     run.evaluate([{"text": t, "label": "pos"} for t in texts])
     assert "evaluate: step 300/300" in capsys.readouterr().err
+
+
+def test_an_unfinished_run_directory_says_how_to_finish(tmp_path):
+    from tunekit.errors import BundleError
+
+    (tmp_path / "out" / "checkpoints" / "checkpoint-00000003").mkdir(parents=True)
+    with pytest.raises(BundleError, match="resume=True"):
+        tunekit.load(tmp_path / "out")
+    result = tunekit_cli("predict", str(tmp_path / "out"), "some text")
+    assert result.returncode == 1 and "did not finish" in result.stderr

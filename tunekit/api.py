@@ -293,7 +293,26 @@ def load(
     if is_onnx_export(path):
         from .onnx_runtime import load_onnx
 
+        if verify_key is not None:  # never skip a check the caller asked for
+            from .errors import BundleError
+
+            raise BundleError(
+                f"{path} is an ONNX export, which is not signed, so verify_key cannot be checked; "
+                f"load the signed bundle (backend='onnx' serves it through onnxruntime)"
+            )
         return load_onnx(path)
+    from .trainer import CHECKPOINTS_DIR
+
+    root = Path(path).expanduser()
+    if find_bundle(root) is None and (root / CHECKPOINTS_DIR).is_dir():
+        from .errors import BundleError
+
+        raise BundleError(
+            f"{path} is a finetune output directory without a bundle: its training did not "
+            f"finish (only {root / CHECKPOINTS_DIR} is there). Finish it with "
+            f"finetune(..., output_dir={os.fspath(path)!r}, resume=True) (CLI: the same command "
+            f"with --resume); the bundle is then {root / 'bundle'}"
+        )
     run = load_bundle(find_bundle(path) or path, device=device, verify_key=verify_key)
     if backend == "onnx":
         return _onnx_of(run)
