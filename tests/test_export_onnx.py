@@ -291,6 +291,8 @@ def test_target_must_be_absent_or_empty(tiny, tmp_path):
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
     (tmp_path / "empty").mkdir()
     path = run.export(tmp_path / "empty", format="onnx")
+    with pytest.raises(BundleError, match="not signed"):  # a signature check is never skipped
+        tunekit.load(path, verify_key=b"team secret")
     model = tmp_path / "empty" / "model.onnx"
     model.write_bytes(model.read_bytes() + b"\0")
     with pytest.raises(BundleError, match="altered: model.onnx"):
