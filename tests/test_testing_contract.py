@@ -86,6 +86,15 @@ class _NoLearning(ClassifyTask):
         return outputs["logits"].sum() * 0.0 + torch.tensor(1.0)
 
 
+class _TokenLevelHead(ClassifyTask):
+    """Builds a head whose level says it predicts per token: not what classify takes."""
+
+    def build_head(self, backbone):
+        head = super().build_head(backbone)
+        head.level = "token"
+        return head
+
+
 class _DropsOnePrediction(ClassifyTask):
     def decode(self, outputs, features, records, **options):
         return super().decode(outputs, features, records, **options)[:-1]
@@ -141,6 +150,13 @@ def test_accepting_empty_data_fails(tiny, tmp_path, registered):
 def test_loss_that_does_not_fall_fails(tiny, tmp_path, registered):
     with pytest.raises(ContractError, match=r"train\[frozen\].*did not fall"):
         checker(registered(_NoLearning), tiny, tmp_path).check_strategy("frozen")
+
+
+def test_head_of_a_level_the_task_does_not_take_fails(tiny, tmp_path, registered):
+    with pytest.raises(
+        ContractError, match=r"head\[frozen\].*level='token'.*head_levels=\('sequence',\)"
+    ):
+        checker(registered(_TokenLevelHead), tiny, tmp_path).check_strategy("frozen")
 
 
 def test_wrong_prediction_count_fails(tiny, tmp_path, registered):

@@ -393,6 +393,15 @@ class TaskChecker:
         except TrainingError as exc:
             raise self._fail(f"train[{strategy}]", f"training failed: {exc}") from exc
         seconds = time.perf_counter() - start
+        head = run.model.head
+        level = getattr(head, "level", "")
+        if level not in self.task_cls.head_levels:
+            raise self._fail(
+                f"head[{strategy}]",
+                f"build_head() gave {type(head).__name__} with level={level!r}, but the task takes "
+                f"head_levels={self.task_cls.head_levels!r}; set the head class's level (one of "
+                f"sequence, token, span, lm) or the task's head_levels",
+            )
         losses = [float(v) for v in run.history.column("train_loss") if v is not None]
         if self.task_cls.supervised:
             if len(losses) < 2:
