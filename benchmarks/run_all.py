@@ -413,6 +413,22 @@ TASK_TITLES = {
 }
 
 
+def grouping_note(sizes: dict) -> list[str]:
+    """What the Trainer's length grouping can do at these sizes: its ``LengthGroupedSampler``
+    sorts mega-batches of ``min(rows // (4 · batch), 50)`` batches, so on a small training
+    set (fewer than 8 batches) it sorts only within each batch, which changes no padding."""
+    mult = max(1, min(sizes["train"] // (4 * sizes["batch_size"]), 50))
+    if mult > 1:
+        return []
+    return [
+        f"Note: with {sizes['train']} rows at batch {sizes['batch_size']} the Trainer's "
+        "`LengthGroupedSampler` sorts mega-batches of a single batch (`min(rows // (4 · batch), "
+        "50)`), so its grouping changes no padding here; at larger sizes it sorts several "
+        "batches at a time.",
+        "",
+    ]
+
+
 def train_section(
     task: str, data: dict, results: dict, peak: dict, info: dict, checks
 ) -> list[str]:

@@ -232,3 +232,10 @@ def test_strategies_show_where_lora_memory_goes(bench):
     assert "peaks at 500 MB, 0.50× full fine-tuning's: the floor" in text
     assert "LoRA adds 400 MB above it" in text and "full fine-tuning 500 MB" in text
     assert "| LoRA peak RSS vs full | ≤ 0.6× | – | 0.90× | **missed** |" in text
+
+
+def test_grouping_note_only_where_the_trainer_cannot_group(bench):
+    _, run_all = bench
+    # 160 rows at batch 32: mega-batches of min(160 // 128, 50) = 1 batch, no grouping
+    assert "single batch" in run_all.grouping_note({"train": 160, "batch_size": 32})[0]
+    assert run_all.grouping_note({"train": 2000, "batch_size": 32}) == []  # 15 batches
