@@ -448,6 +448,7 @@ def train_section(
         f"loop alone. `hf default`: the Trainer as it comes (random batches); `hf grouped`: "
         f'`train_sampling_strategy="group_by_length"`. {real_tokens:,} real tokens.',
         "",
+        *grouping_note(sz),
         f"| run | fit s | loop s | samples/s | {metric} | peak RSS MB | padding efficiency | "
         "MFU useful | MFU executed |",
         "|---|---|---|---|---|---|---|---|---|",

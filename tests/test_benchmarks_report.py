@@ -239,3 +239,5 @@ def test_grouping_note_only_where_the_trainer_cannot_group(bench):
     # 160 rows at batch 32: mega-batches of min(160 // 128, 50) = 1 batch, no grouping
     assert "single batch" in run_all.grouping_note({"train": 160, "batch_size": 32})[0]
     assert run_all.grouping_note({"train": 2000, "batch_size": 32}) == []  # 15 batches
+    results = fake_results()  # 100 rows at batch 32: the page says so under the table intro
+    assert "sorts mega-batches of a single batch" in run_all.report(results, INFO, "c", True, {})
