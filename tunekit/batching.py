@@ -3,6 +3,7 @@ collate step that remembers each feature's index."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,15 +67,33 @@ class FeatureDataset(Dataset):
 
 
 def collate_with_index(
-    task: Task, tokenizer: Any, *, training: bool = False
+    task: Task, tokenizer: Any, *, training: bool = False, rng_key: str | None = None
 ) -> Callable[[list[tuple[int, Feature]]], dict[str, torch.Tensor]]:
     """The task's collate (``collate_train`` when *training*) that also returns each
-    feature's index as ``batch["_index"]``, so outputs can be put back in feature order."""
+    feature's index as ``batch["_index"]``, so outputs can be put back in feature order.
+
+    With *rng_key* (training: the seed and the epoch), the random draws of the collate
+    (masking...) come from torch's RNG seeded by the key and the batch's feature indices,
+    not from the global stream: the loader collates a batch ahead of the step that uses it,
+    and after a resume that batch must be drawn again exactly as the first time."""
     collate_features = task.collate_train if training else task.collate
 
     def collate(items: list[tuple[int, Feature]]) -> dict[str, torch.Tensor]:
-        batch = collate_features([f for _, f in items], tokenizer)
-        batch["_index"] = torch.tensor([i for i, _ in items], dtype=torch.long)
+        indices = [i for i, _ in items]
+        features = [f for _, f in items]
+        if rng_key is None:
+            batch = collate_features(features, tokenizer)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(batch_seed(rng_key, indices))
+                batch = collate_features(features, tokenizer)
+        batch["_index"] = torch.tensor(indices, dtype=torch.long)
         return batch
 
     return collate
+
+
+def batch_seed(key: str, indices: Sequence[int]) -> int:
+    """A seed for the batch of *indices* under *key*."""
+    digest = hashlib.sha256(f"{key}:{','.join(map(str, indices))}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

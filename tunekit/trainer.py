@@ -109,11 +109,19 @@ class Trainer:
         return self.loop.nan_skips
 
     # ---- data ---------------------------------------------------------------------------
-    def _loader(self, features, batches, *, training: bool = False, resumed: bool = False):
+    def _loader(self, features, batches, *, epoch: int | None = None, resumed: bool = False):
+        """A loader of *batches*; with *epoch*, training batches (``collate_train``, random
+        draws keyed by seed, epoch and batch)."""
+        training = epoch is not None
         loader = DataLoader(
             FeatureDataset(features),
             batch_sampler=batches,
-            collate_fn=collate_with_index(self.task, self.tokenizer, training=training),
+            collate_fn=collate_with_index(
+                self.task,
+                self.tokenizer,
+                training=training,
+                rng_key=f"{self.config.seed}/{epoch}" if training else None,
+            ),
             # A new iterator draws a base seed from the global RNG. The uninterrupted run drew
             # it at the start of the epoch, before the checkpoint's RNG state was saved, so a
             # run resumed mid-epoch draws from its own generator to continue bit for bit.
@@ -217,7 +225,9 @@ class Trainer:
         while loop.epoch < cfg.epochs and not loop.stopped:
             batches = self._epoch_batches(train_features, loop.epoch)
             per_process = max(math.ceil(len(batches) / acc.num_processes), 1)
-            loader = self._loader(train_features, batches, training=True, resumed=bool(loop.batch))
+            loader = self._loader(
+                train_features, batches, epoch=loop.epoch, resumed=bool(loop.batch)
+            )
             if loop.batch:
                 from accelerate import skip_first_batches
 
