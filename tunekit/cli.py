@@ -151,18 +151,32 @@ def _with_options_listing(help_text: str) -> str:
         return f"{help_text}\n(options of tasks and strategies unavailable: {exc})\n"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help can end with the options of every task and strategy
+    (``list_options=True``: ``tunekit finetune --help``)."""
+
+    def __init__(self, *args: Any, list_options: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.list_options = list_options
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return _with_options_listing(text) if self.list_options else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunekit", description="Fine-tune transformer encoders for NLP tasks."
     )
     parser.add_argument("--version", action="version", version=f"tunekit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ft = sub.add_parser(
         "finetune",
         help="fine-tune a model and save a bundle",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        list_options=True,
         description="Fine-tune a model. Any finetune() option is a flag: --epochs 3 --batch-size 32 "
         "--learning-rate 5e-5 --max-length 128 --precision bf16 --text-column review --r 8 ...",
     )
@@ -207,8 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory to write the learning curve (and, for classification, the confusion matrix "
         "on the evaluation data) to",
     )
-
-    ft.format_help = lambda: _with_options_listing(argparse.ArgumentParser.format_help(ft))
 
     columns_help = (
         "Column options of the task name the data's columns as in finetune (--text-column review "
@@ -487,8 +499,8 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     key = _read_key_file(args.verify_key_file, "--verify-key-file")
     run = load(args.bundle, verify_key=key)
     metrics = run.evaluate(args.data, **_column_options(run, extra))
-    for key, value in metrics.items():
-        print(f"{key}\t{value:.6f}" if isinstance(value, float) else f"{key}\t{value}")
+    for name, value in metrics.items():
+        print(f"{name}\t{value:.6f}" if isinstance(value, float) else f"{name}\t{value}")
     return 0
 
 

@@ -14,6 +14,10 @@ import attrs
 
 from .errors import ConfigError, close_matches_hint
 
+if typing.TYPE_CHECKING:
+    from .strategy import Strategy
+    from .task import Task
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -105,7 +109,7 @@ def seed_value(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
             f"option {attribute.name}={value!r} must be a whole number (int) from 0 to {MAX_SEED}, "
             f"not {type(value).__name__}{_unquote_hint(attribute.name, value)}"
         )
-    if not 0 <= value <= MAX_SEED:
+    if not 0 <= int(value) <= MAX_SEED:
         raise ConfigError(
             f"option {attribute.name}={value!r} is out of range: a seed is from 0 to {MAX_SEED}; "
             f"pass e.g. {attribute.name}=42"
@@ -424,7 +428,9 @@ def _wants_sequence_of_non_strings(expected: Any) -> bool:
 def _example(field: attrs.Attribute, expected: Any) -> str:
     """The field's default when it is a telling example, else a sample of the type."""
     default = field.default
-    if default not in (None, attrs.NOTHING, (), "") and not isinstance(default, attrs.Factory):
+    # attrs' stubs declare ``attrs.Factory`` as an overloaded function; at runtime it is the class
+    not_factory = not isinstance(default, attrs.Factory)  # type: ignore[arg-type]
+    if default not in (None, attrs.NOTHING, (), "") and not_factory:
         return repr(list(default) if isinstance(default, tuple) else default)
     union = _union_args(expected)
     if union is not None:
@@ -455,7 +461,7 @@ def _unquote_hint(name: str, value: Any) -> str:
 
 
 def split_options(
-    options: Mapping[str, Any], *, task_cls: type, strategy_cls: type
+    options: Mapping[str, Any], *, task_cls: type[Task], strategy_cls: type[Strategy]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Route keyword options to (training, task, strategy); an unknown name is an error
     with close matches, never silently ignored."""

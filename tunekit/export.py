@@ -402,7 +402,7 @@ AUTO_CLASSES = {
 }
 
 
-def loading_code(info: dict[str, Any], path: str, *, max_length: int) -> str:
+def loading_code(info: Mapping[str, Any], path: str, *, max_length: int) -> str:
     """Python that loads the export at *path* and runs it on the transformers installed
     here: the ``pipeline`` call (with the options that give tunekit's predictions and the
     run's ``max_length``) when this transformers has that pipeline, else the

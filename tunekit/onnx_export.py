@@ -406,7 +406,7 @@ def export_onnx(
             )
         parity["held_out_max_abs_diff"] = held_diff if batches else None
         run.tokenizer.save_pretrained(tmp / "tokenizer")
-        meta = {
+        meta: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "task": {
@@ -535,7 +535,7 @@ def _quantize_int8(
     name, higher = _gate_metric(run.task, reference_metrics)
     ref, got = float(reference_metrics[name]), float(quantized_metrics[name])
     drop = 100.0 * (ref - got) * (1 if higher else -1)
-    figures = {
+    figures: dict[str, Any] = {
         "kind": "int8",
         "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights)",
         "metric": name,

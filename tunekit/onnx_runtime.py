@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -131,7 +132,7 @@ def verify_export(path: str | os.PathLike) -> dict[str, Any]:
             )
         sha = hashlib.sha256()
         with file.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for block in iter(functools.partial(fh.read, 1 << 20), b""):
                 sha.update(block)
         if sha.hexdigest() != digest:
             raise BundleError(

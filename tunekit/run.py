@@ -13,7 +13,7 @@ from .history import History
 from .inference import compute_outputs
 from .log import quiet_libraries
 from .strategy import Strategy
-from .task import Task
+from .task import Record, Task
 from .taskmodel import TaskModel
 
 #: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()``
@@ -58,6 +58,9 @@ class Run:
         self.precision = precision
         #: where ``finetune(output_dir=...)`` saved the bundle, else ``None``
         self.bundle_path: str | None = None
+        #: the records ``finetune()`` held out for evaluation (the default data of the gates of
+        #: ``run.export(dir, format="onnx")``); empty for a loaded run
+        self.eval_records: list[Record] = []
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if isinstance(v, float))

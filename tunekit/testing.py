@@ -411,10 +411,10 @@ class TaskChecker:
                 )
             if not all(np.isfinite(losses)):
                 raise self._fail(f"train[{strategy}]", f"loss is not finite: {losses}")
-            head, tail = (
+            first, last = (
                 (losses[:2], losses[-2:]) if len(losses) >= 4 else (losses[:1], losses[-1:])
             )
-            if not np.mean(tail) < np.mean(head):
+            if not np.mean(last) < np.mean(first):
                 raise self._fail(
                     f"train[{strategy}]",
                     f"the loss did not fall over {len(losses)} epochs on repeated data: {losses}. "

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from .strategy import Strategy
 from .task import Feature, Record, Task
 from .taskmodel import TaskModel
 from .tracking import hparams, tracker_scalars, tracking_dir
+
+if TYPE_CHECKING:
+    from .strategies.cache import FeatureCache
 
 # names other modules import from here
 __all__ = [
@@ -99,7 +102,7 @@ class Trainer:
         self.loop = LoopState()
         #: trainable weights of the best evaluation so far
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self.feature_cache = None
+        self.feature_cache: FeatureCache | None = None
         #: optimizer updates this process ran (after a resume: only those still to do)
         self.steps_run = 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
@@ -31,7 +31,7 @@ from ..errors import ConfigError, DataError
 from ..export import PROBLEM_TYPES
 from ..head import Head
 from ..hookspecs import hookimpl
-from ..labels import LabelSchema
+from ..labels import LabelKind, LabelSchema
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..task import Feature, Record, Task
 
@@ -173,6 +173,12 @@ class ClassifyTask(Task):
         ):
             if isinstance(label, str):
                 return [p.strip() for p in label.split(self.config.label_separator) if p.strip()]
+            if not isinstance(label, (list, tuple, np.ndarray)):
+                raise DataError(
+                    f"{name} record {index} has label {label!r:.80}, a {type(label).__name__}; "
+                    f"problem='multi_label' needs a list of labels, e.g. [{str(label)!r}], or a "
+                    f"string joined with {self.config.label_separator!r}"
+                )
             bad = [v for v in label if not isinstance(v, (str, int, float, bool, np.generic))]
             if bad:
                 raise DataError(
@@ -182,6 +188,8 @@ class ClassifyTask(Task):
             return [str(v) for v in label]
         if problem == "regression":
             try:
+                if isinstance(label, (list, tuple)):
+                    raise TypeError("a list is not a number")
                 return float(label)
             except (TypeError, ValueError):
                 raise DataError(
@@ -195,9 +203,10 @@ class ClassifyTask(Task):
             return str(int(label))
         return label if isinstance(label, str) else label
 
-    def _kind(self, records: Sequence[Record]) -> str:
+    def _kind(self, records: Sequence[Record]) -> LabelKind:
         if self.config.problem != "auto":
-            return self.config.problem
+            # the field's validator admits only "auto" and the three kinds
+            return cast(LabelKind, self.config.problem)
         labels = [r["label"] for r in records]
         if any(isinstance(v, list) for v in labels):
             return "multi_label"
@@ -358,7 +367,7 @@ class ClassifyTask(Task):
                 f"unknown classify predict option(s) {sorted(options)}; classify takes threshold= "
                 "(multi-label)"
             )
-        predictions = []
+        predictions: list[dict[str, Any]] = []
         for i in range(len(records)):
             logits = np.mean(grouped[i], axis=0)
             if schema.kind == "regression":
@@ -404,9 +413,9 @@ class ClassifyTask(Task):
             )
             pred = np.array([schema.encode_multi(p["label"]) for p in predictions])
             return multilabel_metrics(gold, pred)
-        gold = [schema.id_of(r["label"], where=f"in record {i}") for i, r in enumerate(records)]
-        pred = [schema.id_of(p["label"]) for p in predictions]
-        return classification_metrics(gold, pred)
+        gold_ids = [schema.id_of(r["label"], where=f"in record {i}") for i, r in enumerate(records)]
+        pred_ids = [schema.id_of(p["label"]) for p in predictions]
+        return classification_metrics(gold_ids, pred_ids)
 
     # ---- export ---------------------------------------------------------------------------
     def export_hf(self, model: Any) -> Any:
