@@ -231,6 +231,15 @@ def _(env):
     ]
 
 
+@case("scalar-label-for-multi-label", DataError)
+def _(env):
+    rows = [{"text": "a", "label": ["x", "y"]}, {"text": "b", "label": 5}] * 3
+    return env.finetune(data=rows, problem="multi_label"), [
+        "record 1 has label 5, a int",
+        "problem='multi_label' needs a list of labels, e.g. ['5']",
+    ]
+
+
 @case("eval-split-leaves-nothing", DataError)
 def _(env):
     rows = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
