@@ -92,15 +92,14 @@ PLUGIN_SOURCES = [*(f"{p}/src" for p in PLUGINS), "examples/plugin-ordinal/src"]
 def lint(session: nox.Session) -> None:
     """ruff check and format check, and the import contract (``lint-imports``, configured in
     pyproject.toml): plugins and the example plugin import only ``tunekit``,
-    ``tunekit.plugin`` and ``tunekit.testing``."""
+    ``tunekit.plugin`` and ``tunekit.testing``; and no import cycles among tunekit's own
+    modules, function-level imports included (``tools/check_import_cycles.py``)."""
     session.install("ruff", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run(
-        "lint-imports",
-        "--no-cache",
-        env={"PYTHONPATH": os.pathsep.join([str(ROOT), *(str(ROOT / p) for p in PLUGIN_SOURCES)])},
-    )
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), *(str(ROOT / p) for p in PLUGIN_SOURCES)])}
+    session.run("lint-imports", "--no-cache", env=env)
+    session.run("python", "tools/check_import_cycles.py", "tunekit", env=env)
 
 
 @nox.session(tags=["ci"])

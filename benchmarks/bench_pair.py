@@ -59,8 +59,8 @@ def split(docs: list[str], sims: np.ndarray, *, cut: int = 35) -> tuple[list[dic
 
 @torch.no_grad()
 def zero_shot(test: list[dict], max_length: int) -> dict[str, float]:
+    from tunekit.assembly import load_backbone
     from tunekit.head import pool
-    from tunekit.models import load_backbone
 
     backbone = load_backbone("minilm")
     texts = sorted({r["text_a"] for r in test} | {r["text_b"] for r in test})

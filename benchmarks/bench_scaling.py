@@ -29,9 +29,9 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
+    from tunekit.assembly import load_backbone
     from tunekit.hardware import configure_threads
     from tunekit.head import LinearHead
-    from tunekit.models import load_backbone
     from tunekit.taskmodel import TaskModel
     from tunekit.trainer import _adamw
 

@@ -203,7 +203,7 @@ def test_predict_sorts_by_length_and_restores_the_input_order(tiny):
 
 
 def test_sdpa_attention_is_used(tiny, tmp_path):
-    from tunekit.models import load_backbone
+    from tunekit.assembly import load_backbone
 
     assert load_backbone(tiny).model.config._attn_implementation == "sdpa"
     run = tunekit.finetune(

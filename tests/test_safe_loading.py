@@ -467,8 +467,8 @@ def test_manifest_names_stay_inside_the_bundle(bundles, tmp_path, name):
 )
 def test_a_model_directory_asking_for_its_own_code_is_refused(tmp_path, file, change, fragment):
     """``model=DIR`` (not a bundle): refused before transformers reads it, naming the file."""
+    from tunekit.assembly import load_backbone
     from tunekit.errors import ConfigError
-    from tunekit.models import load_backbone
 
     model = Path(make_tiny_model(tmp_path / "model", ["good bad film"]))
     marker = tmp_path / "PWNED"

@@ -6,9 +6,9 @@ import pytest
 
 import tunekit
 from tunekit.api import build_run
+from tunekit.assembly import load_backbone
 from tunekit.config import TrainingConfig
 from tunekit.errors import ConfigError, UnknownNameError
-from tunekit.models import load_backbone
 from tunekit.strategies import FullStrategy, LayerMixStrategy, LoraStrategy, TopKStrategy
 from tunekit.strategies.full import FullConfig
 from tunekit.strategies.lora import LoraConfig

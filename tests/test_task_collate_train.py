@@ -3,7 +3,7 @@
 import torch
 
 import tunekit
-from tunekit.models import load_backbone
+from tunekit.assembly import load_backbone
 from tunekit.tasks.classify import ClassifyTask
 from tunekit.testing import make_tiny_model
 from tunekit.trainer import Trainer

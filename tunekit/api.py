@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .assembly import build_run, check_max_length
+from .assembly import build_run, check_max_length, load_backbone
 from .atomic import check_save_target, check_writable_directory
 from .config import TrainingConfig, build_config, split_options
 from .data import split_records
 from .errors import ConfigError
 from .language import default_model_for
 from .log import quiet_libraries, set_verbosity
-from .models import load_backbone
 from .plugins import ModelAlias, get_state
 from .run import Run
 from .strategy import Strategy
@@ -285,7 +284,8 @@ def load(
         model.predict("a dull, lifeless mess")
         tunekit.load("out/sentiment", verify_key=open("team.key", "rb").read())
     """
-    from .bundle import find_bundle, load_bundle
+    from .assembly import load_bundle
+    from .bundle import find_bundle
     from .onnx_runtime import is_onnx_export
 
     if backend not in ("torch", "onnx"):

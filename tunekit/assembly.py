@@ -1,15 +1,21 @@
 """Assembling a run: the one place where a task, a strategy and a backbone become a model
 and a :class:`~tunekit.run.Run`, for ``finetune()`` (:func:`build_run`), ``tunekit.load()``
-(``bundle.load_bundle``) and unsupervised tasks that fit something else than a head
+(:func:`load_bundle`) and unsupervised tasks that fit something else than a head
 (the topics plugin, through ``tunekit.plugin``)."""
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
-from .config import TrainingConfig
-from .errors import ConfigError
-from .models import Backbone
+from .bundle import _read_json, find_bundle, verify_bundle
+from .config import TrainingConfig, build_config
+from .errors import BundleError, ConfigError, TunekitError
+from .history import History
+from .models import Backbone, load_pretrained, resolve_model
+from .plugins import get_state
 from .run import Run
 from .strategy import Strategy
 from .task import Task
@@ -119,3 +125,209 @@ def _special_token_count(tokenizer: Any) -> int | None:
         return int(count(pair=True))
     except Exception:  # a tokenizer that cannot tell: nothing to check against
         return None
+
+
+def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
+    """Load the encoder and tokenizer for *model* (alias, local directory, hub id or a tunekit
+    bundle, whose encoder is used with its head dropped).
+
+    Example::
+
+        backbone = load_backbone("minilm")        # embedded, offline
+        backbone = load_backbone("./my-bert")     # a save_pretrained() directory
+        backbone = load_backbone("out/mlm")       # a tunekit bundle: its encoder, head dropped
+    """
+    name, target = resolve_model(model)
+    bundle = find_bundle(target) if Path(target).is_dir() else None
+    if bundle is not None:
+        return bundle_backbone(bundle, name=name)
+    return load_pretrained(model)
+
+
+def bundle_backbone(path: str | os.PathLike, *, name: str | None = None) -> Backbone:
+    """The encoder of a saved bundle (adapters merged in) with its tokenizer, as a
+    :class:`Backbone`, so that a bundle can be the ``model=`` of another task: e.g. a
+    ``fill-mask`` domain-adapted encoder fine-tuned for ``classify``. The bundle's head is
+    dropped.
+
+    Example::
+
+        tunekit.finetune(task="classify", model="out/mlm-adapted", data="reviews.csv")
+    """
+    run = load_bundle(path, device="cpu")
+    encoder = run.strategy.merged_model(run.model).encoder
+    encoder.eval()
+    return Backbone(
+        name=name or str(path), source=str(path), model=encoder, tokenizer=run.tokenizer
+    )
+
+
+# bundles this thread is loading: a base model that leads back to one of them is a cycle
+_LOADING = threading.local()
+
+
+def load_bundle(
+    path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    verify_key: bytes | str | None = None,
+) -> Run:
+    """Load and verify a bundle written by :func:`save_bundle`.
+
+    Everything that can be wrong with a bundle, whether damaged or edited and re-hashed,
+    is a :class:`BundleError` naming the file and key; no code from the bundle runs.
+    """
+    root = Path(path)
+    key = os.path.realpath(root)
+    loading: set[str] = _LOADING.__dict__.setdefault("paths", set())
+    if key in loading:
+        raise BundleError(
+            f"bundle {root} names itself (directly or through other bundles) as its base model in "
+            f"tunekit.json key 'backbone'; a bundle re-attaches to a different base: save it again "
+            f"with run.save(), or with merged=True for a standalone bundle"
+        )
+    loading.add(key)
+    try:
+        return _load_bundle(root, device=device, verify_key=verify_key)
+    finally:
+        loading.discard(key)
+
+
+def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | None) -> Run:
+    import torch
+    from safetensors import SafetensorError, safe_open
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    meta = verify_bundle(root, verify_key=verify_key)
+    state = get_state()
+    try:
+        task_cls = state.tasks.get(meta["task"]["name"])
+        strategy_cls = state.strategies.get(meta["strategy"]["name"])
+    except TunekitError as exc:
+        raise BundleError(
+            f"bundle {root} needs a plugin that is not installed: {exc} Install the plugin that "
+            f"provides it (`tunekit plugins` lists what is installed)."
+        ) from exc
+
+    def damaged(where: str, exc: BaseException) -> BundleError:
+        return BundleError(
+            f"bundle {root}: {where} cannot be used ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); the bundle is damaged or was "
+            f"edited: save it again with run.save()"
+        )
+
+    broken = (TunekitError, ValueError, TypeError, KeyError, IndexError, AttributeError)
+    try:
+        task = task_cls(
+            build_config(
+                task_cls.Config, meta["task"].get("config", {}), owner=f"task {task_cls.name!r}"
+            )
+        )
+        task.load_state(meta["task"].get("state") or {})
+    except broken as exc:
+        raise damaged(f"tunekit.json key 'task' (task {task_cls.name!r})", exc) from exc
+    try:
+        strategy = strategy_cls(
+            build_config(
+                strategy_cls.Config,
+                meta["strategy"].get("config", {}),
+                owner=f"strategy {strategy_cls.name!r}",
+            )
+        )
+    except broken as exc:
+        raise damaged(f"tunekit.json key 'strategy' ({strategy_cls.name!r})", exc) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False)
+    except (OSError, RecursionError, *broken) as exc:
+        raise damaged("tokenizer/", exc) from exc
+    identity = meta["backbone"]
+    if meta["strategy"]["stores_encoder"]:
+        try:
+            config = AutoConfig.from_pretrained(root, trust_remote_code=False)
+            encoder = AutoModel.from_config(config, trust_remote_code=False)
+        except (OSError, RuntimeError, *broken) as exc:
+            raise damaged("config.json", exc) from exc
+        backbone = Backbone(
+            name=identity.get("name") or "", source=str(root), model=encoder, tokenizer=tokenizer
+        )
+    else:
+        try:
+            backbone = load_backbone(identity.get("name") or identity.get("source"))
+        except TunekitError as exc:
+            raise BundleError(
+                f"bundle {root} re-attaches to base model {identity.get('name')!r}, which cannot be loaded: {exc}"
+            ) from exc
+        if identity.get("weights_sha256") and backbone.weights_sha256 != identity["weights_sha256"]:
+            raise BundleError(
+                f"bundle {root} was trained on base model {identity.get('name')!r} with weights sha256 "
+                f"{str(identity['weights_sha256'])[:12]}…, but {backbone.source} has {backbone.weights_sha256[:12]}…; "
+                f"load it where the same base model is available, or save it with a strategy that stores the encoder"
+            )
+        backbone = Backbone(
+            name=backbone.name, source=backbone.source, model=backbone.model, tokenizer=tokenizer
+        )
+    try:
+        model = assemble_model(task, strategy, backbone)  # as build_run assembled it
+    except (RuntimeError, *broken) as exc:
+        raise damaged("tunekit.json (task and strategy options) with config.json", exc) from exc
+    try:
+        with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(
+            f"bundle {root}: model.safetensors is not a readable safetensors file ({exc}); it is "
+            f"truncated or in another format: save the bundle again with run.save()"
+        ) from exc
+    expected = model.state_dict()
+    for name, tensor in tensors.items():
+        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+            raise BundleError(
+                f"bundle {root}: model.safetensors holds {name} with shape {tuple(tensor.shape)}, "
+                f"but the model rebuilt from config.json and tunekit.json needs "
+                f"{tuple(expected[name].shape)} (an edited hidden_size, label list or head option?); "
+                f"save the bundle again with run.save()"
+            )
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    allowed_missing = (
+        set()
+        if meta["strategy"]["stores_encoder"]
+        else {k for k in model.state_dict() if k.startswith("encoder.")}
+    )
+    bad_missing = [k for k in missing if k not in allowed_missing]
+    if unexpected or bad_missing:
+        raise BundleError(
+            f"bundle {root} does not fit the model rebuilt from it (missing {bad_missing[:3]}, unexpected "
+            f"{list(unexpected)[:3]}); it was written by an incompatible tunekit or plugin version"
+        )
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(target).eval()
+    try:
+        training = build_config(
+            TrainingConfig, {**meta["training"], "resume": False}, owner="training"
+        )
+    except broken as exc:
+        raise damaged("tunekit.json key 'training'", exc) from exc
+    history_data = _read_json(root, "history.json")
+    if not isinstance(history_data, dict):
+        raise BundleError(
+            f"bundle {root}: history.json must be an object with 'rows' and 'info'; save the bundle "
+            f"again with run.save()"
+        )
+    try:
+        history = History(history_data.get("rows"), info=history_data.get("info"))
+    except broken as exc:
+        raise damaged("history.json", exc) from exc
+    precision = meta.get("precision", "fp32")
+    if precision == "fp16" and target.type == "cpu":
+        precision = "fp32"
+    return new_run(
+        task,
+        strategy=strategy,
+        model=model,
+        tokenizer=tokenizer,
+        training=training,
+        backbone=identity,
+        history=history,
+        metrics=meta.get("metrics"),
+        precision=precision,
+    )

@@ -33,7 +33,7 @@ from torch import nn
 from .atomic import EXPORT_RECORD
 from .errors import ConfigError, ExportError
 from .head import MLPHead
-from .taskmodel import LastHiddenState, TaskModel
+from .taskmodel import LastHiddenState, TaskModel, probe_batch
 
 if TYPE_CHECKING:
     from .run import Run
@@ -142,28 +142,6 @@ def hf_export(run: Run) -> HFExport:
                 f"{diff:.2e} > {EXPORT_TOLERANCE:g}); task {run.task.name!r}'s export_hf maps the head wrongly"
             )
     return exported
-
-
-def probe_batch(model: TaskModel, tokenizer: Any) -> dict[str, torch.Tensor]:
-    """A fixed batch (two texts of random tokens, one padded, one with mask tokens)."""
-    config = model.encoder.config
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, int(config.vocab_size), (2, 12), generator=generator)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    if cls is not None and sep is not None:
-        ids[:, 0], ids[:, -1] = cls, sep
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    if tokenizer.pad_token_id is not None:
-        ids[1, 8:] = tokenizer.pad_token_id
-    if tokenizer.mask_token_id is not None:
-        ids[:, 3] = tokenizer.mask_token_id
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if getattr(config, "type_vocab_size", 0):
-        types = torch.zeros_like(ids)
-        types[0, 6:] = 1
-        batch["token_type_ids"] = types
-    return batch
 
 
 # ---- helpers tasks build their export with ------------------------------------------------------

@@ -91,3 +91,14 @@ def native_bf16() -> bool:
         except RuntimeError:
             continue
     return False
+
+
+def is_main_process() -> bool:
+    """Whether this process is the main one (rank 0 under ``torchrun`` / ``accelerate
+    launch``; always true in a single process): only it writes bundles and reports."""
+    try:
+        from accelerate.state import PartialState
+
+        return PartialState().is_main_process
+    except Exception:
+        return True

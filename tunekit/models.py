@@ -185,21 +185,17 @@ def _refuse_custom_code(name: str, directory: Path) -> None:
             )
 
 
-def load_backbone(model: str | os.PathLike | None = None) -> Backbone:
-    """Load the encoder and tokenizer for *model* (alias, local directory or hub id).
+def load_pretrained(model: str | os.PathLike | None = None) -> Backbone:
+    """Load the encoder and tokenizer of a 🤗 transformers model: *model* is an alias, a
+    ``save_pretrained()`` directory or a hub id. A tunekit bundle is loaded by
+    :func:`tunekit.assembly.load_backbone`, which calls this for everything else.
 
     Example::
 
-        backbone = load_backbone("minilm")        # embedded, offline
-        backbone = load_backbone("./my-bert")     # a save_pretrained() directory
-        backbone = load_backbone("out/mlm")       # a tunekit bundle: its encoder, head dropped
+        backbone = load_pretrained("minilm")        # embedded, offline
+        backbone = load_pretrained("./my-bert")     # a save_pretrained() directory
     """
     name, target = resolve_model(model)
-    from .bundle import bundle_backbone, find_bundle
-
-    bundle = find_bundle(target) if Path(target).is_dir() else None
-    if bundle is not None:
-        return bundle_backbone(bundle, name=name)
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

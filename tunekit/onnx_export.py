@@ -373,7 +373,7 @@ def export_onnx(
         graph_batch(task, task.collate(features[i : i + 32], run.tokenizer), run.tokenizer)
         for i in range(0, len(features), 32)
     ]
-    from .export import probe_batch
+    from .taskmodel import probe_batch
 
     if batches:
         example = batches[0]

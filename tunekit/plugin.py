@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .assembly import backbone_identity, build_run, check_max_length
+from .assembly import backbone_identity, build_run, check_max_length, load_backbone
 from .bundle import find_bundle, verify_bundle
 from .config import TrainingConfig, build_config, fraction, non_negative, one_of, positive
 from .data import (
@@ -68,7 +68,7 @@ from .hookspecs import hookimpl
 from .inference import autocast_for, compute_outputs, map_batches
 from .labels import LabelSchema
 from .metrics import classification_metrics, multilabel_metrics, regression_metrics
-from .models import Backbone, load_backbone
+from .models import Backbone
 from .plugins import get_head, get_state
 from .run import Run
 from .strategy import Strategy

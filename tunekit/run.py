@@ -174,7 +174,7 @@ class Run:
         rows = read_table(inputs, name="predict input")
         config = self._task_with(columns).config
         if "text_column" in self.column_options():
-            from .tasks.classify import TEXT_COLUMNS
+            from .data import TEXT_COLUMNS
 
             column_names = list(rows[0])
             wanted = config.text_column if config.text_column in column_names else None
@@ -233,7 +233,7 @@ class Run:
         """Progress of a long ``predict()`` / ``evaluate()`` (at least
         :data:`PROGRESS_MIN_RECORDS` records): a bar on a terminal, a line every 30 s
         otherwise; the ``progress`` training option (``False``) turns it off."""
-        from .bundle import _is_main_process
+        from .hardware import is_main_process as _is_main_process
         from .progress import progress_mode
 
         if total < PROGRESS_MIN_RECORDS:

@@ -110,3 +110,25 @@ class TaskModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return trainable, total
+
+
+def probe_batch(model: TaskModel, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """A fixed batch (two texts of random tokens, one padded, one with mask tokens)."""
+    config = model.encoder.config
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, int(config.vocab_size), (2, 12), generator=generator)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls is not None and sep is not None:
+        ids[:, 0], ids[:, -1] = cls, sep
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    if tokenizer.pad_token_id is not None:
+        ids[1, 8:] = tokenizer.pad_token_id
+    if tokenizer.mask_token_id is not None:
+        ids[:, 3] = tokenizer.mask_token_id
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if getattr(config, "type_vocab_size", 0):
+        types = torch.zeros_like(ids)
+        types[0, 6:] = 1
+        batch["token_type_ids"] = types
+    return batch

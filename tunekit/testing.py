@@ -284,7 +284,7 @@ class TaskChecker:
         pads them into a batch of tensors. Returns (records, features)."""
         import torch
 
-        from .models import load_backbone
+        from .assembly import load_backbone
 
         task = self.new_task()
         records = task.read(self.records, name="data")

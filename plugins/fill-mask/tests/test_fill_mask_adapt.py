@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tunekit
-from tunekit.models import load_backbone
+from tunekit.assembly import load_backbone
 
 
 def _same_encoder(a, b):

@@ -7,8 +7,8 @@ from tunekit_fill_mask.head import TiedDecoder
 from tunekit_fill_mask.task import FillMaskConfig
 
 import tunekit
+from tunekit.assembly import load_backbone
 from tunekit.errors import ConfigError, DataError
-from tunekit.models import load_backbone
 
 
 def test_masker_follows_bert_15_80_10_10(en_model):
