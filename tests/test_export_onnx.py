@@ -218,6 +218,16 @@ def test_every_strategy_exports(tiny, tmp_path, strategy, options):
     assert served.info["parity"]["agreement"] == 1.0
 
 
+def test_a_mixed_precision_run_exports_its_fp32_network(tiny, tmp_path):
+    """bf16 training leaves an autocast wrapper on the model's forward (accelerate); the
+    export traces, and the gate compares, the fp32 network itself."""
+    run = train(tiny, "classify", "full", precision="bf16")
+    served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
+    assert served.info["parity"]["held_out_max_abs_diff"] <= 1e-5
+    texts = CASES["classify"][1]  # the run itself predicts in bf16: labels agree
+    assert [p["label"] for p in run.predict(texts)] == [p["label"] for p in served.predict(texts)]
+
+
 def test_evaluate_through_onnx_gives_the_runs_metrics(tiny, tmp_path):
     run = train(tiny, "fill-mask", "full")
     served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
