@@ -836,6 +836,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="rounds per side (≥ 3)")
     parser.add_argument(
+        "--train-rows", type=int, default=None, help="training rows of every task (else the size's)"
+    )
+    parser.add_argument(
         "--sides",
         default="",
         help="only these comparison sides (comma-separated names as on the page, e.g. "
@@ -923,7 +926,13 @@ def main() -> None:
             if section == "ceiling":
                 results["ceiling"] = run_ceiling(sizes["ceiling"])
             elif section == "train":
-                chosen = {t: sizes["train"][t] for t in tasks}
+                chosen = {
+                    t: {
+                        **sizes["train"][t],
+                        **({"train": args.train_rows} if args.train_rows else {}),
+                    }
+                    for t in tasks
+                }
                 results["train"] = run_train(
                     chosen, repeats, bf16, bundle, log,
                     save=lambda part: (results.__setitem__("train", part), save()),
