@@ -132,20 +132,21 @@ def test_heads_without_an_exact_equivalent_are_refused(tiny, tmp_path):
         run.export(tmp_path / "e", format="hf5")
 
 
-def test_onnx_without_optimum_says_what_to_install(tiny, tmp_path, monkeypatch):
+def test_onnx_without_onnxruntime_says_what_to_install(tiny, tmp_path, monkeypatch):
     import builtins
 
     real_import = builtins.__import__
 
-    def no_optimum(name, *args, **kwargs):
-        if name.startswith("optimum"):
+    def no_onnxruntime(name, *args, **kwargs):
+        if name.startswith("onnxruntime"):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_optimum)
     run = tunekit.finetune("classify", data=rows(16), model=tiny, epochs=1, **FAST, **EXPORTABLE)
-    with pytest.raises(ExportError, match=r"pip install 'optimum\[onnx\]'"):
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(ExportError, match=r"pip install 'tunekit\[onnx\]'"):
         run.export(tmp_path / "onnx", format="onnx")
+    assert not (tmp_path / "onnx").exists()
 
 
 def test_a_task_without_export_hf_refuses(tmp_path):

@@ -337,7 +337,13 @@ def export_onnx(
 
         run.export("out/onnx", format="onnx", atol=1e-4, min_agreement=1.0)
     """
-    import onnxruntime  # noqa: F401  (a clear error before any work)
+    try:  # a clear error before any work
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(
+            f"format='onnx' needs onnx and onnxruntime ({exc}): pip install 'tunekit[onnx]'"
+        ) from None
 
     from .atomic import atomic_directory
     from .bundle import _sha256, library_versions
