@@ -99,6 +99,9 @@ def is_main_process() -> bool:
     try:
         from accelerate.state import PartialState
 
-        return PartialState().is_main_process
+        # PartialState is process-wide and fixed by its first construction: built here
+        # without cpu=True (as the trainer builds it), a CPU torchrun process would take
+        # itself for a single process and every rank would report.
+        return PartialState(cpu=not torch.cuda.is_available()).is_main_process
     except Exception:
         return True
