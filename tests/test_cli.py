@@ -54,7 +54,7 @@ def test_version_and_listings():
     assert "full" in tunekit("strategies").stdout
     models = tunekit("models").stdout
     assert "ernie-gram" in models and "nghuyong/ernie-gram-zh" in models and "minilm" in models
-    assert "tunekit.tasks.classify" in tunekit("plugins").stdout
+    assert "tunekit.classify" in tunekit("plugins").stdout
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 import tunekit
+from tunekit.classify import ClassifyConfig, ClassifyTask
 from tunekit.data import read_table, split_records
 from tunekit.errors import DataError, TunekitError
-from tunekit.tasks.classify import ClassifyConfig, ClassifyTask
 
 ROWS = [{"text": f"text number {i}", "label": "pos" if i % 2 else "neg"} for i in range(10)]
 

@@ -141,8 +141,8 @@ def test_builtin_plugins_register_through_the_hooks(fake_plugins):
     assert models["ernie-gram"].target == "nghuyong/ernie-gram-zh"
     assert models["bert-base"].target == "bert-base-uncased"
     recs = records()
-    assert recs["tunekit.tasks.classify"].source == "builtin"
-    assert "task:classify" in recs["tunekit.tasks.classify"].registered
+    assert recs["tunekit.classify"].source == "builtin"
+    assert "task:classify" in recs["tunekit.classify"].registered
 
 
 def test_fake_plugin_registers_task_and_model(fake_plugins):
@@ -204,7 +204,7 @@ def test_duplicate_name_is_an_error_naming_both_plugins(fake_plugins):
 def test_duplicate_of_a_builtin_name_or_alias_names_the_builtin(fake_plugins):
     clash = plugin_module("clash_plugin", tasks=[task_class("my-task", aliases=["sentiment"])])
     fake_plugins(ep_for(clash))
-    with pytest.raises(PluginError, match=r"'sentiment'.*'tunekit.tasks.classify'.*'clash_plugin'"):
+    with pytest.raises(PluginError, match=r"'sentiment'.*'tunekit.classify'.*'clash_plugin'"):
         tunekit.get_task("classify")
 
 
@@ -212,11 +212,11 @@ def test_disable_plugins_env(fake_plugins, monkeypatch):
     one = plugin_module("plugin_one", tasks=[task_class("echo")])
     two = plugin_module("plugin_two", tasks=[task_class("echo")])  # would clash if enabled
     fake_plugins(ep_for(one), ep_for(two))
-    monkeypatch.setenv(plugins.DISABLE_ENV, " plugin_two , tunekit.tasks.classify")
+    monkeypatch.setenv(plugins.DISABLE_ENV, " plugin_two , tunekit.classify")
     plugins.reset()
     assert tunekit.list_tasks() == ["echo"]
     assert records()["plugin_two"].error == "disabled"
-    assert records()["tunekit.tasks.classify"].error == "disabled"
+    assert records()["tunekit.classify"].error == "disabled"
     with pytest.raises(UnknownNameError, match="unknown task 'classify'"):
         tunekit.get_task("classify")
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 import tunekit
+from tunekit.classify import ClassifyTask
 from tunekit.errors import ConfigError, TrainingError
 from tunekit.inference import compute_outputs
-from tunekit.tasks.classify import ClassifyTask
 from tunekit.testing import make_tiny_model
 
 GOOD = ["good", "great", "fine", "superb", "lovely", "wonderful"]

@@ -15,8 +15,8 @@ import torch
 import tunekit
 from tunekit import hardware
 from tunekit import trainer as trainer_module
+from tunekit.classify import ClassifyTask
 from tunekit.errors import ConfigError, TrainingError
-from tunekit.tasks.classify import ClassifyTask
 from tunekit.testing import make_tiny_model
 
 GOOD = ["good", "great", "fine", "superb", "lovely", "wonderful"]

@@ -4,7 +4,7 @@ import torch
 
 import tunekit
 from tunekit.assembly import load_backbone
-from tunekit.tasks.classify import ClassifyTask
+from tunekit.classify import ClassifyTask
 from tunekit.testing import make_tiny_model
 from tunekit.trainer import Trainer
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tunekit
-from tunekit.tasks.classify import ClassifyTask
+from tunekit.classify import ClassifyTask
 from tunekit.testing import (
     ContractError,
     TaskChecker,
@@ -45,7 +45,7 @@ def test_check_task_reports_every_strategy(tmp_path):
         training={"epochs": 4},
     )
     assert report.task == "classify"
-    assert report.plugin == "tunekit.tasks.classify"
+    assert report.plugin == "tunekit.classify"
     assert report.num_records == len(RECORDS) == report.num_features
     assert list(report.strategies) == ["full", "frozen"]
     for result in report.strategies.values():
@@ -133,7 +133,7 @@ def test_class_not_the_registered_one_fails(tiny, tmp_path):
     class Impostor(ClassifyTask):
         pass
 
-    with pytest.raises(ContractError, match="registered to tunekit.tasks.classify.ClassifyTask"):
+    with pytest.raises(ContractError, match="registered to tunekit.classify.ClassifyTask"):
         checker(Impostor, tiny, tmp_path).check_registered()
 
 

@@ -14,6 +14,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .hookspecs import hookimpl
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -123,3 +125,10 @@ class LinearHead(MLPHead):
     def __init__(self, in_features: int, num_outputs: int, **options) -> None:
         options["hidden"] = ()
         super().__init__(in_features, num_outputs, **options)
+
+
+# Built-in plugin: the core heads register through the same hook as a plugin's.
+@hookimpl
+def tunekit_register_heads(register):
+    register(LinearHead)
+    register(MLPHead)

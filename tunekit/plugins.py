@@ -34,10 +34,10 @@ ENTRY_POINT_GROUP = "tunekit"
 DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
 
 BUILTIN_PLUGINS = (
-    "tunekit.heads",
+    "tunekit.head",
     "tunekit.models",
     "tunekit.strategies",
-    "tunekit.tasks.classify",
+    "tunekit.classify",
 )
 
 

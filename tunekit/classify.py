@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import _one_of, non_negative
-from ..data import (
+from .config import _one_of, non_negative
+from .data import (
     LABEL_COLUMNS,
     TEXT_COLUMNS,
     find_column,
@@ -27,13 +27,13 @@ from ..data import (
     read_table,
     text_inputs,
 )
-from ..errors import ConfigError, DataError
-from ..export import PROBLEM_TYPES
-from ..head import Head
-from ..hookspecs import hookimpl
-from ..labels import LabelKind, LabelSchema
-from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
-from ..task import Feature, Record, Task
+from .errors import ConfigError, DataError
+from .export import PROBLEM_TYPES
+from .head import Head
+from .hookspecs import hookimpl
+from .labels import LabelKind, LabelSchema
+from .metrics import classification_metrics, multilabel_metrics, regression_metrics
+from .task import Feature, Record, Task
 
 
 def _tuple_of_ints(value: Any) -> tuple[int, ...]:
@@ -319,7 +319,7 @@ class ClassifyTask(Task):
 
     # ---- model --------------------------------------------------------------------------
     def build_head(self, backbone: Any) -> Head:
-        from ..plugins import get_head
+        from .plugins import get_head
 
         schema = self.require_schema()
         head_cls = get_head(self.config.head, task=self)
@@ -425,7 +425,7 @@ class ClassifyTask(Task):
         Regression exports the score itself (the classifier is rescaled from the normalised
         target to the label range): call the pipeline with ``function_to_apply="none"``.
         Multi-label: ``top_k=None`` gives every label's sigmoid probability."""
-        from ..export import HFExport, sequence_classification, sequence_classification_check
+        from .export import HFExport, sequence_classification, sequence_classification_check
 
         schema = self.require_schema()
         scale, shift, options, notes = 1.0, 0.0, {}, ""

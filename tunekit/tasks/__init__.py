@@ -1,1 +1,0 @@
-"""Tasks built into core (registered as a built-in plugin through the same hooks)."""
