@@ -538,3 +538,26 @@ def test_progress_only_on_the_main_process_and_off_when_asked():
     assert progress_mode(False, main=True, stream=Terminal()) == "off"
     assert progress_mode(None, main=True, stream=Terminal()) == "bar"
     assert progress_mode(None, main=True, stream=io.StringIO()) == "lines"
+
+
+def test_resume_of_an_adalora_run_is_refused_not_continued_inexactly(tiny, tmp_path):
+    """AdaLoRA's rank allocator is not in checkpoints: resuming would silently differ from
+    the uninterrupted run, so it is refused, naming the reason and what resumes exactly."""
+    rows = single_rows(24)
+    opts = dict(
+        model=tiny,
+        strategy="peft",
+        method="adalora",
+        epochs=1,
+        checkpoint_steps=2,
+        keep_checkpoints_after_training=True,
+        **FAST,
+    )
+    out = tmp_path / "adalora"
+    tunekit.finetune(task="classify", data=rows, output_dir=out, **opts)
+    # the finished bundle is gone, the checkpoints stay: as after a crash
+    import shutil
+
+    shutil.rmtree(out / "bundle")
+    with pytest.raises(ConfigError, match=r"adalora.*rank allocator.*without resume=True"):
+        tunekit.finetune(task="classify", data=rows, output_dir=out, resume=True, **opts)

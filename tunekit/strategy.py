@@ -53,6 +53,12 @@ class Strategy:
         ]
         return [g for g in groups if g["params"]]
 
+    def resume_blocker(self) -> str | None:
+        """Why a checkpoint of this strategy cannot be resumed exactly (state the
+        checkpoint does not hold), or ``None`` when it can. The trainer refuses
+        ``resume=True`` with this reason rather than continue a different run."""
+        return None
+
     @property
     def stores_encoder(self) -> bool:
         """Whether bundles store the whole encoder (else only the trained parameters, plus

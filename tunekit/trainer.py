@@ -467,6 +467,12 @@ class Trainer:
                 checkpoint_root(self.config),
             )
             return
+        blocker = self.strategy.resume_blocker()
+        if blocker:
+            raise ConfigError(
+                f"cannot resume from {path}: {blocker}. Train again without resume=True "
+                "(or with strategy 'lora' / peft method='ia3', which resume exactly)"
+            )
         restored = restore_checkpoint(self.accelerator, path, fingerprint=fingerprint)
         self.loop, self.best_weights = restored.loop, restored.best_weights
         self.history.rows = restored.history

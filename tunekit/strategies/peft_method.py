@@ -91,6 +91,14 @@ class PeftStrategy(AdapterStrategy):
         encoder = getattr(model, "module", model).encoder
         return encoder.base_model
 
+    def resume_blocker(self) -> str | None:
+        if self.config.method == "adalora":
+            return (
+                "peft method='adalora' keeps a rank allocator (importance scores, their running"
+                " averages) that checkpoints do not hold, so a resumed run would differ"
+            )
+        return None
+
     def on_train_begin(self, model: nn.Module, *, total_steps: int) -> None:
         adalora = self._adalora(model)
         if adalora is not None:
