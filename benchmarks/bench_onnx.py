@@ -55,7 +55,7 @@ def main() -> None:
     from transformers import pipeline
 
     import tunekit
-    from tunekit.onnx_runtime import load_onnx
+    from tunekit.onnx_run import load_onnx
 
     info = machine_info()
     print("machine:", cpu_line(info))

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import grimp
 
-#: imports left out of the check, each with why; keep this empty or short. ``Run.export()``
-#: calls ``tunekit.export``, which reaches ``onnx_runtime``'s ``OnnxRun`` (a ``Run``
-#: subclass) to verify an ONNX export: to remove once the ONNX verification takes the loader
-#: as an argument (issue 20).
-ALLOWED = {("tunekit.run", "tunekit.export")}
+#: imports left out of the check, each with why; keep this empty (the ONNX verifier used to
+#: reach ``Run`` through ``OnnxRun``; it now decodes through :mod:`tunekit.onnx_runtime`)
+ALLOWED: set[tuple[str, str]] = set()
 
 
 @cache

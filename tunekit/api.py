@@ -267,7 +267,7 @@ def load(
     """Load a bundle written by ``run.save()``, verifying every file against its manifest.
 
     *path* may also be an ONNX export (``run.export(dir, format="onnx")``), served through
-    onnxruntime (:class:`tunekit.onnx_runtime.OnnxRun`). ``backend="onnx"`` on a bundle
+    onnxruntime (:class:`tunekit.onnx_run.OnnxRun`). ``backend="onnx"`` on a bundle
     exports it to ONNX on the fly (parity-checked on a probe batch) and serves that.
 
     *path* may also be a ``finetune(output_dir=...)`` directory (CLI ``--output``): its
@@ -291,7 +291,7 @@ def load(
     if backend not in ("torch", "onnx"):
         raise ConfigError(f"backend={backend!r} is not known; use 'torch' or 'onnx'")
     if is_onnx_export(path):
-        from .onnx_runtime import load_onnx
+        from .onnx_run import load_onnx
 
         if verify_key is not None:  # never skip a check the caller asked for
             from .errors import BundleError
@@ -323,7 +323,7 @@ def _onnx_of(run: Run) -> Run:
     """*run* exported to ONNX in a temporary directory and served from there."""
     import tempfile
 
-    from .onnx_runtime import load_onnx
+    from .onnx_run import load_onnx
 
     with tempfile.TemporaryDirectory(prefix="tunekit-onnx-") as tmp:
         return load_onnx(run.export(Path(tmp) / "onnx", format="onnx"))

@@ -23,6 +23,11 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+#: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()`` (the
+#: features and kept outputs of one chunk are in memory at once)
+RECORDS_PER_CHUNK = 2048
+
+
 def map_batches(
     model: torch.nn.Module,
     features: Sequence[Feature],

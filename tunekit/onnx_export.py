@@ -28,7 +28,7 @@ exist, looked up on the task:
   for Viterbi decoding.
 
 The parity gate. The torch model and the ONNX graph run on a probe batch (random
-vocabulary ids, padding and mask tokens: :func:`tunekit.export.probe_batch`) and on
+vocabulary ids, padding and mask tokens: :func:`tunekit.taskmodel.probe_batch`) and on
 held-out records (``records=`` or the run's eval split): the largest absolute difference
 of any output (logits...) and the agreement of the decoded predictions are measured,
 stored in ``tunekit_onnx.json`` and the export is refused (:class:`ExportError`, with the
@@ -54,7 +54,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -390,7 +390,7 @@ def export_onnx(
         probe = _probe(run, model, example)
     else:
         example = probe = graph_batch(task, probe_batch(model, run.tokenizer), run.tokenizer)
-    from .onnx_runtime import OnnxRun, session_for
+    from .onnx_runtime import decode_records, session_for, task_from_info
 
     with atomic_directory(target) as tmp:
         onnx_path = tmp / MODEL_FILE
@@ -438,7 +438,26 @@ def export_onnx(
             "versions": _versions(library_versions()),
         }
         _write_json(tmp / META_FILE, meta)
-        onnx_run = OnnxRun.from_directory(tmp, verify=False)
+        # the graph is checked as tunekit.load() will serve it: the task rebuilt from the
+        # written metadata, the saved tokenizer, the same decoding
+        from transformers import AutoTokenizer
+
+        served_task = task_from_info(meta, where=tmp)
+        served_tokenizer = AutoTokenizer.from_pretrained(tmp / "tokenizer", trust_remote_code=False)
+
+        def served(session: Any, records: list) -> list:
+            return decode_records(
+                session,
+                meta,
+                served_task,
+                served_tokenizer,
+                records,
+                max_length=run.training.max_length,
+                batch_size=run.training.eval_batch_size or 2 * run.training.batch_size,
+                with_labels=True,
+                options={},
+            )
+
         torch_seconds = onnx_seconds = None
         reference: list = []
         if held_out:
@@ -447,7 +466,7 @@ def export_onnx(
             reference = run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
             torch_seconds = time.perf_counter() - start
             start = time.perf_counter()
-            exported = onnx_run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
+            exported = served(session, held_out)
             onnx_seconds = time.perf_counter() - start
             parity["held_out_records"] = len(held_out)
             parity["agreement"] = prediction_agreement(reference, exported)
@@ -475,7 +494,14 @@ def export_onnx(
         }
         if quantize:
             meta["quantization"] = _quantize_int8(
-                run, tmp, held_out, reference, max_drop=max_drop, sizes=sizes, speed=speed
+                run,
+                tmp,
+                held_out,
+                reference,
+                served=served,
+                max_drop=max_drop,
+                sizes=sizes,
+                speed=speed,
             )
         meta["parity"] = parity
         meta["size"] = sizes
@@ -512,6 +538,7 @@ def _quantize_int8(
     held_out: list,
     reference: list,
     *,
+    served: Callable[[Any, list], list],
     max_drop: float,
     sizes: dict,
     speed: dict,
@@ -519,7 +546,7 @@ def _quantize_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .onnx_runtime import OnnxRun
+    from .onnx_runtime import session_for
 
     fp32_path = tmp / MODEL_FILE
     int8_path = tmp / ".model.int8.onnx"
@@ -537,10 +564,10 @@ def _quantize_int8(
     finally:
         logging.root.setLevel(root_level)
     sizes["int8_bytes"] = int8_path.stat().st_size
-    int8_run = OnnxRun.from_directory(tmp, verify=False, model_file=int8_path.name)
+    int8_session = session_for(int8_path)
     reference_metrics = run.task.metrics(reference, held_out)
     start = time.perf_counter()
-    quantized = int8_run._decode(held_out, with_labels=True, batch_size=None, options={})[0]
+    quantized = served(int8_session, held_out)
     speed["onnx_int8_texts_per_s"] = _rate(len(held_out), time.perf_counter() - start)
     quantized_metrics = run.task.metrics(quantized, held_out)
     name, higher = _gate_metric(run.task, reference_metrics)

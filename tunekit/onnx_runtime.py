@@ -1,11 +1,11 @@
-"""Serve an ONNX export through onnxruntime: ``tunekit.load(dir)`` on an export directory.
+"""Run an ONNX export's graph through onnxruntime: the session-level functions (load and
+verify an export directory, open a session, feed it tunekit batches, decode records through
+it) that the export's gates and :class:`tunekit.onnx_run.OnnxRun` share.
 
-An :class:`OnnxRun` is a :class:`tunekit.Run` whose network is an ``onnxruntime``
-session: ``predict()`` and ``evaluate()`` give what the bundle's run gives (the same task
-code encodes the records, batches them longest first and decodes the outputs; only the
-network differs). It needs ``onnxruntime``, ``transformers`` (the tokenizer), ``torch``
-(tunekit's tasks batch with it) and the task's plugin, and never imports peft,
-accelerate or datasets.
+Nothing here imports :mod:`tunekit.run`, so the exporter (which :meth:`tunekit.Run.export`
+reaches) can verify a graph without a cycle back to ``Run``. It needs ``onnxruntime``,
+``transformers`` (the tokenizer), ``torch`` (tunekit's tasks batch with it) and the task's
+plugin, and never imports peft, accelerate or datasets.
 
 Loading verifies every file against ``manifest.json`` and never runs code from the
 directory (the ``postprocess.py`` copy there is for users serving the export without
@@ -13,9 +13,9 @@ tunekit; tunekit runs its own :mod:`tunekit.onnx_postprocess`).
 
 Example::
 
-    serving = tunekit.load("out/onnx")               # an OnnxRun
-    serving.predict(["what a wonderful film", "a dull mess"])
-    tunekit.load("out/bundle", backend="onnx")        # export a bundle on the fly, then serve
+    info = verify_export("out/onnx")
+    session = session_for("out/onnx/model.onnx")
+    task = task_from_info(info)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .errors import BundleError, ExportError, TunekitError
-from .run import RECORDS_PER_CHUNK, Run
+from .inference import RECORDS_PER_CHUNK
 
 FORMAT = "tunekit-onnx"
 FORMAT_VERSION = 1
@@ -147,137 +147,89 @@ def verify_export(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((root / META_FILE).read_text())
 
 
-class OnnxRun(Run):
-    """A run served by onnxruntime from an ONNX export (``tunekit.load(export_dir)``).
+def task_from_info(info: Mapping[str, Any], *, where: Any = "") -> Any:
+    """The export's task, rebuilt from ``tunekit_onnx.json`` (config and state) through the
+    installed plugin that provides it (*where*: the export directory, for the error)."""
+    from .config import build_config
+    from .plugins import get_state
 
-    ``predict()`` / ``evaluate()`` behave as the bundle's (``evaluate`` reports the task's
-    metrics, not ``eval_loss``). ``info`` is the export's ``tunekit_onnx.json`` (parity
-    and int8 figures, versions). Training-side methods (``save``, ``export``, task
-    extras such as a bi-encoder's ``encode``) are not available.
-
-    Example::
-
-        serving = tunekit.load("out/onnx")
-        serving.info["parity"]["agreement"]     # 1.0
-        serving.predict("a dull, lifeless mess")
-    """
-
-    def __init__(self, *, session: Any, info: dict[str, Any], path: Path, **kwargs: Any) -> None:
-        super().__init__(model=None, strategy=None, **kwargs)  # type: ignore[arg-type]
-        self.session = session
-        self.info = info
-        self.path = path
-        self._post = info.get("postprocess")
-
-    @classmethod
-    def from_directory(
-        cls,
-        path: str | os.PathLike,
-        *,
-        verify: bool = True,
-        model_file: str = MODEL_FILE,
-        threads: int | None = None,
-    ) -> OnnxRun:
-        """Load the export at *path* (verifying its manifest unless *verify* is false)."""
-        from transformers import AutoTokenizer
-
-        from .config import TrainingConfig, build_config
-        from .plugins import get_state
-
-        root = Path(path)
-        info = verify_export(root) if verify else json.loads((root / META_FILE).read_text())
-        try:
-            task_cls = get_state().tasks.get(info["task"]["name"])
-        except TunekitError as exc:
-            raise BundleError(
-                f"ONNX export {root} needs a plugin that is not installed: {exc} Install the plugin that "
-                f"provides it (`tunekit plugins` lists what is installed)."
-            ) from exc
-        task = task_cls(
-            build_config(task_cls.Config, info["task"]["config"], owner=f"task {task_cls.name!r}")
-        )
-        task.load_state(info["task"]["state"])
-        training = build_config(
-            TrainingConfig, {**info["training"], "resume": False}, owner="training"
-        )
-        return cls(
-            session=session_for(root / model_file, threads=threads),
-            info=info,
-            path=root,
-            task=task,
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False),
-            training=training,
-            backbone=info.get("backbone") or {},
-            metrics=info.get("metrics"),
-        )
-
-    def __repr__(self) -> str:
-        quant = (self.info.get("quantization") or {}).get("kind", "fp32")
-        return f"<tunekit.OnnxRun task={self.task.name!r} {quant} path={str(self.path)!r}>"
-
-    @property
-    def layer_weights(self) -> None:
-        return None
-
-    def _decode(
-        self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]
-    ):
-        predictions: list[Any] = []
-        size = batch_size or self.training.eval_batch_size or 2 * self.training.batch_size
-        for start in range(0, len(records), RECORDS_PER_CHUNK):
-            chunk = records[start : start + RECORDS_PER_CHUNK]
-            features = self.task.encode(
-                chunk, self.tokenizer, max_length=self.training.max_length, with_labels=with_labels
-            )
-            outputs = self._outputs(features, size)
-            predictions += self.task.decode(outputs, features, chunk, **options)
-        return predictions, None
-
-    def _outputs(self, features: Sequence[Any], batch_size: int) -> list[dict[str, np.ndarray]]:
-        """Per-feature ``task.batch_outputs`` in feature order (longest batched first)."""
-        names = self.info["outputs"]
-        order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
-        results: list[Any] = [None] * len(features)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.task.collate([features[i] for i in idx], self.tokenizer)
-            feeds = {k: v.numpy() for k, v in graph_batch(self.task, batch, self.tokenizer).items()}
-            raw = run_session(self.session, feeds, names)
-            if self._post:
-                raw.update(self._postprocess(raw, batch))
-            outputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
-            with torch.inference_mode():
-                kept = self.task.batch_outputs(outputs, batch)
-            cpu = {
-                k: (v.float() if v.is_floating_point() else v).cpu().numpy()
-                for k, v in kept.items()
-            }
-            for j, i in enumerate(idx):
-                results[i] = {k: v[j] for k, v in cpu.items()}
-        return results
-
-    def _postprocess(self, raw: Mapping[str, np.ndarray], batch: Mapping[str, Any]):
-        from .onnx_postprocess import POSTPROCESSORS
-
-        post = self._post
-        arrays = {k: np.asarray(v) for k, v in post["arrays"].items()}
-        if post["name"] == "crf-viterbi":
-            extra = {
-                key: batch[key].numpy() if key in batch else None
-                for key in ("word_starts", "sentence_start", "sentence_end")
-            }
-            return {"tags": POSTPROCESSORS["crf-viterbi"](raw["logits"], arrays, **extra)}
-        raise ExportError(f"unknown ONNX post-processing {post['name']!r}; upgrade tunekit")
-
-    def save(self, path: str | os.PathLike, **options: Any) -> str:
-        raise ExportError(
-            "an ONNX export serves predictions only; it cannot be saved as a bundle (keep the original bundle)"
-        )
-
-    def export(self, path: str | os.PathLike, **options: Any) -> str:
-        raise ExportError("this run is already an ONNX export; copy its directory instead")
+    try:
+        task_cls = get_state().tasks.get(info["task"]["name"])
+    except TunekitError as exc:
+        raise BundleError(
+            f"ONNX export {where} needs a plugin that is not installed: {exc} Install the plugin that "
+            f"provides it (`tunekit plugins` lists what is installed)."
+        ) from exc
+    task = task_cls(
+        build_config(task_cls.Config, info["task"]["config"], owner=f"task {task_cls.name!r}")
+    )
+    task.load_state(info["task"]["state"])
+    return task
 
 
-def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> OnnxRun:
-    """Load and verify an ONNX export written by ``run.export(dir, format="onnx")``."""
-    return OnnxRun.from_directory(path, threads=threads)
+def decode_records(
+    session: Any,
+    info: Mapping[str, Any],
+    task: Any,
+    tokenizer: Any,
+    records: Sequence[Any],
+    *,
+    max_length: int,
+    batch_size: int,
+    with_labels: bool,
+    options: Mapping[str, Any],
+) -> list[Any]:
+    """*records* encoded by *task*, run through the ONNX *session* and decoded: what
+    ``predict()`` / ``evaluate()`` of an :class:`~tunekit.onnx_run.OnnxRun` return, and
+    what the export's gates compare with the run's own predictions."""
+    predictions: list[Any] = []
+    for start in range(0, len(records), RECORDS_PER_CHUNK):
+        chunk = records[start : start + RECORDS_PER_CHUNK]
+        features = task.encode(chunk, tokenizer, max_length=max_length, with_labels=with_labels)
+        outputs = session_outputs(session, info, task, tokenizer, features, batch_size)
+        predictions += task.decode(outputs, features, chunk, **options)
+    return predictions
+
+
+def session_outputs(
+    session: Any,
+    info: Mapping[str, Any],
+    task: Any,
+    tokenizer: Any,
+    features: Sequence[Any],
+    batch_size: int,
+) -> list[dict[str, np.ndarray]]:
+    """Per-feature ``task.batch_outputs`` in feature order (longest batched first)."""
+    names = info["outputs"]
+    post = info.get("postprocess")
+    order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
+    results: list[Any] = [None] * len(features)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = task.collate([features[i] for i in idx], tokenizer)
+        feeds = {k: v.numpy() for k, v in graph_batch(task, batch, tokenizer).items()}
+        raw = run_session(session, feeds, names)
+        if post:
+            raw.update(_postprocess(post, raw, batch))
+        outputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
+        with torch.inference_mode():
+            kept = task.batch_outputs(outputs, batch)
+        cpu = {
+            k: (v.float() if v.is_floating_point() else v).cpu().numpy() for k, v in kept.items()
+        }
+        for j, i in enumerate(idx):
+            results[i] = {k: v[j] for k, v in cpu.items()}
+    return results
+
+
+def _postprocess(post: Mapping[str, Any], raw: Mapping[str, np.ndarray], batch: Mapping[str, Any]):
+    from .onnx_postprocess import POSTPROCESSORS
+
+    arrays = {k: np.asarray(v) for k, v in post["arrays"].items()}
+    if post["name"] == "crf-viterbi":
+        extra = {
+            key: batch[key].numpy() if key in batch else None
+            for key in ("word_starts", "sentence_start", "sentence_end")
+        }
+        return {"tags": POSTPROCESSORS["crf-viterbi"](raw["logits"], arrays, **extra)}
+    raise ExportError(f"unknown ONNX post-processing {post['name']!r}; upgrade tunekit")

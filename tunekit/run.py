@@ -10,14 +10,12 @@ import attrs
 
 from .config import TrainingConfig
 from .history import History
-from .inference import compute_outputs
+from .inference import RECORDS_PER_CHUNK, compute_outputs
 from .log import quiet_libraries
 from .strategy import Strategy
 from .task import Record, Task
 from .taskmodel import TaskModel
 
-#: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()``
-RECORDS_PER_CHUNK = 2048
 #: ``predict()`` / ``evaluate()`` on this many records or more show progress
 PROGRESS_MIN_RECORDS = 256
 
