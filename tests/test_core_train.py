@@ -541,23 +541,30 @@ def test_progress_only_on_the_main_process_and_off_when_asked():
 
 
 def test_resume_of_an_adalora_run_is_refused_not_continued_inexactly(tiny, tmp_path):
-    """AdaLoRA's rank allocator is not in checkpoints: resuming would silently differ from
-    the uninterrupted run, so it is refused, naming the reason and what resumes exactly."""
+    """AdaLoRA's rank allocator is not in checkpoints: resuming mid-run would silently
+    differ from the uninterrupted run, so it is refused, naming the reason and what resumes
+    exactly. A finished run (nothing left to train) still resumes."""
+    import shutil
+
     rows = single_rows(24)
     opts = dict(
         model=tiny,
         strategy="peft",
         method="adalora",
-        epochs=1,
+        epochs=2,
         checkpoint_steps=2,
         keep_checkpoints_after_training=True,
         **FAST,
     )
     out = tmp_path / "adalora"
     tunekit.finetune(task="classify", data=rows, output_dir=out, **opts)
-    # the finished bundle is gone, the checkpoints stay: as after a crash
-    import shutil
-
+    # the whole run is checkpointed: resuming it has nothing left to train, and works
+    tunekit.finetune(task="classify", data=rows, output_dir=out, resume=True, **opts)
+    # as after a crash mid-run: no bundle, the last checkpoint is not the final step
     shutil.rmtree(out / "bundle")
+    checkpoints = sorted((out / "checkpoints").iterdir())
+    assert len(checkpoints) >= 2, checkpoints
+    for later in checkpoints[1:]:
+        shutil.rmtree(later)
     with pytest.raises(ConfigError, match=r"adalora.*rank allocator.*without resume=True"):
         tunekit.finetune(task="classify", data=rows, output_dir=out, resume=True, **opts)

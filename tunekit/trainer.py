@@ -195,7 +195,7 @@ class Trainer:
             else {}
         )
         if cfg.resume:
-            self._resume(fingerprint)
+            self._resume(fingerprint, total_updates=total_updates)
         loop = self.loop
         self._progress = bar = Progress(
             total=total_updates,
@@ -458,7 +458,7 @@ class Trainer:
         loop.loss_sum, loop.loss_count = 0.0, 0
         self._running = _RunningLoss(0.0, self.accelerator.device)
 
-    def _resume(self, fingerprint: dict[str, Any]) -> None:
+    def _resume(self, fingerprint: dict[str, Any], *, total_updates: int) -> None:
         """Continue from the latest checkpoint in ``output_dir`` if it is this run's."""
         path = latest_checkpoint(checkpoint_root(self.config))
         if path is None:
@@ -467,13 +467,14 @@ class Trainer:
                 checkpoint_root(self.config),
             )
             return
+        restored = restore_checkpoint(self.accelerator, path, fingerprint=fingerprint)
         blocker = self.strategy.resume_blocker()
-        if blocker:
+        finished = restored.loop.stopped or restored.loop.global_step >= total_updates
+        if blocker and not finished:  # a finished run has nothing left to continue
             raise ConfigError(
                 f"cannot resume from {path}: {blocker}. Train again without resume=True "
                 "(or with strategy 'lora' / peft method='ia3', which resume exactly)"
             )
-        restored = restore_checkpoint(self.accelerator, path, fingerprint=fingerprint)
         self.loop, self.best_weights = restored.loop, restored.best_weights
         self.history.rows = restored.history
         self.history.info.update(restored.info)
