@@ -49,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hf_anchor import text_classification_set, token_classification_set  # noqa: E402
 from machine import BatchShapes, cpu_line, emit, machine_info, peak_rss_mb, run_child  # noqa: E402
 
 MODEL = "multilingual-e5-small"
@@ -261,7 +262,6 @@ def hf_side(args) -> dict:
 
     import numpy as np
     import torch
-    from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
@@ -298,13 +298,7 @@ def hf_side(args) -> dict:
         torch.nn.init.zeros_(model.bert.pooler.dense.bias)
 
         def dataset(rows):
-            d = Dataset.from_list(
-                [{"text": r["text"], "label": labels.index(r["label"])} for r in rows]
-            )
-            return d.map(
-                lambda b: tok(b["text"], truncation=True, max_length=args.max_length),
-                batched=True, remove_columns=["text"],
-            )  # fmt: skip
+            return text_classification_set(tok, rows, labels, args.max_length)
 
         collator = DataCollatorWithPadding(tok)
     else:
@@ -314,23 +308,8 @@ def hf_side(args) -> dict:
             label2id={x: i for i, x in enumerate(labels)},
         )  # fmt: skip
 
-        def align(batch):  # run_ner.py's tokenize_and_align_labels, label_all_tokens=False
-            enc = tok(batch["tokens"], truncation=True, max_length=args.max_length,
-                      is_split_into_words=True)  # fmt: skip
-            enc["labels"] = []
-            for i, tags in enumerate(batch["tags"]):
-                previous, ids = None, []
-                for word in enc.word_ids(batch_index=i):
-                    ids.append(
-                        -100 if word is None or word == previous else labels.index(tags[word])
-                    )
-                    previous = word
-                enc["labels"].append(ids)
-            return enc
-
-        def dataset(rows):
-            d = Dataset.from_list([{"tokens": r["tokens"], "tags": r["tags"]} for r in rows])
-            return d.map(align, batched=True, remove_columns=["tokens", "tags"])
+        def dataset(rows):  # run_ner.py-style alignment
+            return token_classification_set(tok, rows, labels, args.max_length)
 
         collator = DataCollatorForTokenClassification(tok)
     train_ds = dataset(train)

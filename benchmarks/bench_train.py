@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from hf_anchor import text_classification_set, token_classification_set
 from machine import BatchShapes, emit, peak_rss_mb, task_data
 
 #: tunekit's head equal to BertForSequenceClassification's (pooler dense + tanh, classifier)
@@ -137,13 +138,7 @@ def hf_side(args, train, test) -> dict:
         )  # fmt: skip
 
         def dataset(rows):
-            d = Dataset.from_list(
-                [{"text": r["text"], "label": labels.index(r["label"])} for r in rows]
-            )
-            return d.map(
-                lambda b: tok(b["text"], truncation=True, max_length=args.max_length),
-                batched=True, remove_columns=["text"],
-            )  # fmt: skip
+            return text_classification_set(tok, rows, labels, args.max_length)
 
         collator = DataCollatorWithPadding(tok)
     elif args.task == "ner":
@@ -153,23 +148,8 @@ def hf_side(args, train, test) -> dict:
             label2id={x: i for i, x in enumerate(labels)},
         )  # fmt: skip
 
-        def align(batch):  # run_ner.py's tokenize_and_align_labels, label_all_tokens=False
-            enc = tok(batch["tokens"], truncation=True, max_length=args.max_length,
-                      is_split_into_words=True)  # fmt: skip
-            enc["labels"] = []
-            for i, tags in enumerate(batch["tags"]):
-                previous, ids = None, []
-                for word in enc.word_ids(batch_index=i):
-                    ids.append(
-                        -100 if word is None or word == previous else labels.index(tags[word])
-                    )
-                    previous = word
-                enc["labels"].append(ids)
-            return enc
-
-        def dataset(rows):
-            d = Dataset.from_list([{"tokens": r["tokens"], "tags": r["tags"]} for r in rows])
-            return d.map(align, batched=True, remove_columns=["tokens", "tags"])
+        def dataset(rows):  # run_ner.py-style alignment
+            return token_classification_set(tok, rows, labels, args.max_length)
 
         collator = DataCollatorForTokenClassification(tok)
     else:
