@@ -67,6 +67,7 @@ from .history import History
 from .hookspecs import hookimpl
 from .inference import autocast_for, compute_outputs, map_batches
 from .labels import LabelSchema
+from .language import default_model_for
 from .metrics import classification_metrics, multilabel_metrics, regression_metrics
 from .models import Backbone
 from .plugins import get_head, get_state
@@ -141,6 +142,7 @@ __all__ = [
     "map_batches",
     "predict_records",
     "load_backbone",
+    "default_model_for",
     "check_max_length",
     "backbone_identity",
     "build_run",

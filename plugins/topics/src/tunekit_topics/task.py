@@ -288,11 +288,16 @@ class TopicsTask(Task):
         training: TrainingConfig | None = None,
         **_: Any,
     ):
-        """Fit the topic model on *data* and return a :class:`~tunekit_topics.run.TopicRun`."""
+        """Fit the topic model on *data* and return a :class:`~tunekit_topics.run.TopicRun`.
+
+        With ``model=None`` the encoder is chosen from the documents as for the supervised
+        tasks (:func:`tunekit.plugin.default_model_for`): ``multilingual-e5-small`` for
+        text the embedded MiniLM cannot read, or an error naming its install command."""
         from tunekit.plugin import (
             TaskModel,
             backbone_identity,
             check_max_length,
+            default_model_for,
             load_backbone,
             new_strategy,
             resolve_precision,
@@ -309,6 +314,8 @@ class TopicsTask(Task):
         texts = [r["text"] for r in records]
         pipeline.check_documents(texts, min_topic_size=cfg.min_topic_size, n_topics=cfg.n_topics)
         method = pipeline.reduction_method(cfg.reduction)
+        if model is None:  # the embedded default, or the multilingual one for text it cannot read
+            model = default_model_for(records)
         backbone = load_backbone(model)
         check_max_length(training, backbone)
         history = History()
