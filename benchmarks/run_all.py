@@ -161,6 +161,15 @@ COMPILE_PROBES = {
 }
 
 
+#: techniques measured on and off, one row each on the page: name → (section, the side
+#: without the technique, the side with it); a row appears where both sides were measured
+TECHNIQUES = {
+    "length grouping": ("train", "tunekit ungrouped fp32", "tunekit fp32"),
+    "precision: bf16 autocast (vs fp32)": ("train", "tunekit fp32", "tunekit bf16"),
+    "precision: bf16 predict (vs fp32)": ("inference", "tunekit fp32", "tunekit bf16"),
+}
+
+
 def run_train(
     sizes, repeats: int, bf16: bool, bundle: Path, log, save=None, keep=None, probes=True
 ) -> dict:
@@ -568,6 +577,70 @@ def train_section(
     return lines + [""]
 
 
+def technique_rows(results: dict) -> list[list[str]]:
+    """One row per :data:`TECHNIQUES` entry (and training task) measured on and off: the
+    medians off and on, the paired speedup, the quality off → on, and tunekit with the
+    technique against the best anchor at the same precision (the Trainer's ``bf16=True``
+    for a bf16 side; the pipeline runs fp32 only)."""
+    rows = []
+    for name, (section, off, on) in TECHNIQUES.items():
+        if section == "train":
+            places = [(task, data["runs"]) for task, data in (results.get("train") or {}).items()]
+        else:
+            places = [("predict", (results.get("inference") or {}).get("runs", {}))]
+        for where, runs in places:
+            if not (runs.get(off) and runs.get(on)):
+                continue
+            clock = _clock(runs[on][0])
+            speed = paired_ratios(runs[off], runs[on], clock)
+            cells = [span(spread([r[clock] for r in runs[k]]), 1) for k in (off, on)]
+            if section == "train":
+                q_off, q_on = (spread([r["metric"] for r in runs[k]]) for k in (off, on))
+                quality = f"{runs[on][0]['metric_name']} {mean_std(q_off)} → {mean_std(q_on)}: " + (
+                    "equal" if equal_quality(q_on, q_off) else "**lower**"
+                )
+                precision = runs[on][0]["precision"]
+                best = anchors(runs, "hf", precision).get(ANCHOR_BEST)
+            else:
+                reference = runs[off][0]["labels"]
+                agree = min(sum(a == b for a, b in zip(r["labels"], reference)) for r in runs[on])
+                quality = f"labels {agree} / {len(reference)} equal"
+                pipes = [n for n in runs if n.startswith("pipeline ") and runs[n]]
+                best = min(
+                    pipes,
+                    key=lambda n: spread([r["seconds"] for r in runs[n]])["median"],
+                    default=None,
+                )
+            if best:
+                vs = paired_ratios(runs[best], runs[on], clock)
+                anchor = f"{span(vs, unit='×')} `{best}`"
+            else:
+                anchor = "–"
+            rows.append(
+                [name, where, off, cells[0], on, cells[1], span(speed, unit="×"), quality, anchor]
+            )
+    return rows
+
+
+def techniques_section(results: dict) -> list[str]:
+    rows = technique_rows(results)
+    if not rows:
+        return []
+    lines = [
+        "## Techniques, on and off",
+        "",
+        "Each technique measured with and without it on tunekit's side (the sides alternating, "
+        "seconds as median (min–max)); *speedup*: the median of the per-round ratios off / on; "
+        "*vs best anchor*: tunekit with the technique against the fastest anchor setting at the "
+        "same precision (the Trainer with `bf16=True` for a bf16 side; the pipeline is fp32).",
+        "",
+        "| technique | where | off | s | on | s | speedup | quality off → on | vs best anchor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
 def inference_section(inf: dict, results: dict, peak: dict, info: dict, checks) -> list[str]:
     runs, shape = inf["runs"], results["shape"]
     useful = model_flops(inf["lengths_list_for_flops"], shape, training=False)
@@ -777,6 +850,7 @@ def report(
         lines += train_section(task, data, results, peak, info, checks)
     if results.get("inference"):
         lines += inference_section(results["inference"], results, peak, info, checks)
+    lines += techniques_section(results)
     if results.get("strategies"):
         lines += strategies_section(results["strategies"], checks)
     if results.get("scaling"):

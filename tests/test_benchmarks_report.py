@@ -241,3 +241,35 @@ def test_grouping_note_only_where_the_trainer_cannot_group(bench):
     assert run_all.grouping_note({"train": 2000, "batch_size": 32}) == []  # 15 batches
     results = fake_results()  # 100 rows at batch 32: the page says so under the table intro
     assert "sorts mega-batches of a single batch" in run_all.report(results, INFO, "c", True, {})
+
+
+def test_techniques_table_has_the_precision_rows_on_and_off(bench):
+    _, run_all = bench
+    results = fake_results()
+    runs = results["train"]["classify"]["runs"]
+    # bf16 halves tunekit's time at the same accuracy; the Trainer at bf16 (bf16=True) takes 8 s
+    runs["tunekit bf16"] = [train_run(5.0, m, precision="bf16") for m in (0.80, 0.81, 0.79)]
+    runs["hf grouped bf16"] = [train_run(8.0, 0.80, precision="bf16")] * 3
+    runs["hf default bf16"] = [train_run(16.0, 0.80, precision="bf16")] * 3
+    inference = results["inference"]["runs"]
+    inference["tunekit bf16"] = [infer_run(0.5, list("abaa"), precision="bf16")] * 3
+    text = run_all.report(results, INFO, "cmd", True, {})
+    assert "## Techniques, on and off" in text
+    # training: 2× faster than fp32, accuracy equal, 1.6× the Trainer at the same precision
+    assert (
+        "| precision: bf16 autocast (vs fp32) | classify | tunekit fp32 | 10.0 (10.0–10.0) | "
+        "tunekit bf16 | 5.0 (5.0–5.0) | 2.00× (2.00–2.00) | "
+        "accuracy 0.8000 ± 0.0100 → 0.8000 ± 0.0100: equal | "
+        "1.60× (1.60–1.60) `hf grouped bf16` |" in text
+    )
+    # predict: 2× faster, 3 of 4 labels as fp32's, 2.4× the length-sorted pipeline (fp32)
+    assert (
+        "| precision: bf16 predict (vs fp32) | predict | tunekit fp32 | 1.0 (1.0–1.0) | "
+        "tunekit bf16 | 0.5 (0.5–0.5) | 2.00× (2.00–2.00) | labels 3 / 4 equal | "
+        "2.40× (2.40–2.40) `pipeline sorted` |" in text
+    )
+    # a lower accuracy is flagged; a technique not measured has no row
+    runs["tunekit bf16"] = [train_run(5.0, 0.60, precision="bf16")] * 3
+    text = run_all.report(results, INFO, "cmd", True, {})
+    assert "→ 0.6000 ± 0.0000: **lower**" in text and "| length grouping |" not in text
+    assert "## Techniques" not in run_all.report(fake_results(), INFO, "cmd", True, {})
