@@ -136,6 +136,20 @@ def test_same_seed_gives_identical_weights(tiny):
     assert not same_weights(a, c)
 
 
+def test_evaluation_does_not_change_the_training_trajectory(tiny):
+    """Evaluating between epochs draws no random numbers: the dropout masks and batch
+    order of training are the same with and without evaluation, so the per-epoch training
+    losses are equal. (An evaluation loader that seeds itself from the global torch RNG
+    shifts every later dropout mask and fails this.)"""
+    rows = single_rows(32)
+    opts = dict(model=tiny, data=rows, epochs=3, seed=5, **FAST)
+    evaluated = tunekit.finetune(task="classify", eval_data=single_rows(16, seed=9), **opts)
+    plain = tunekit.finetune(task="classify", eval_split=0, **opts)
+    assert "eval_loss" in evaluated.history.columns
+    assert "eval_loss" not in plain.history.columns
+    assert evaluated.history.column("train_loss") == plain.history.column("train_loss")
+
+
 def test_multi_label(tiny):
     opts = {**FAST, "learning_rate": 5e-3}
     run = tunekit.finetune(

@@ -38,6 +38,7 @@ def map_batches(
     context: Callable[[], AbstractContextManager[Any]] | None = None,
     keep: Callable[[Feature, dict[str, torch.Tensor]], Any] | None = None,
     grad_mode: Callable[[], AbstractContextManager[Any]] = torch.inference_mode,
+    index_key: str | None = None,
 ) -> list[Any]:
     """The one batched-inference loop: *forward* over length-sorted batches of *features*,
     one result per feature, in feature order.
@@ -48,9 +49,13 @@ def map_batches(
     results later feed autograd, as cached encoder features do) and *context* (e.g. an
     autocast). The outputs move to the CPU once per batch; ``keep(feature, row)`` turns each
     feature's row (``{name: tensor}``) into what is returned (default: the row). The model's
-    train/eval mode is restored after. Evaluation and ``Run.predict`` (through
-    :func:`compute_outputs`), the frozen-encoder feature cache, bi-encoder embeddings and
-    topic embeddings all run here.
+    train/eval mode is restored after. With *index_key*, each batch also carries the
+    positions of its features in *features* under that key (a long tensor), for a *forward*
+    that looks rows up by position (the trainer's cached encoder features); *forward* must
+    pop it. No random state is read or drawn, so running inference between training steps
+    leaves the training trajectory unchanged. Evaluation during training, ``Run.predict``
+    (through :func:`compute_outputs`), the frozen-encoder feature cache, bi-encoder
+    embeddings and topic embeddings all run here.
 
     Example::
 
@@ -67,6 +72,8 @@ def map_batches(
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
+                if index_key is not None:
+                    batch[index_key] = torch.tensor(idx, dtype=torch.long)
                 with context() if context is not None else nullcontext():
                     outputs = forward(batch)
                 cpu = {k: v.detach().cpu() for k, v in outputs.items()}

@@ -39,6 +39,7 @@ from .checkpoint import (
 from .config import TrainingConfig
 from .errors import ConfigError, TrainingError
 from .history import History
+from .inference import map_batches
 from .progress import Progress, format_row, progress_mode
 from .strategy import Strategy
 from .task import Feature, Record, Task
@@ -552,67 +553,54 @@ class Trainer:
         return model(batch, features=cache.batch(features, index, batch))
 
     # ---- evaluation / prediction --------------------------------------------------------
-    @torch.no_grad()
     def outputs(
         self, features: Sequence[Feature], *, model=None
     ) -> tuple[list[dict[str, np.ndarray]], float | None]:
         """Per-feature outputs (``task.batch_outputs``), in feature order, and the mean loss
-        when the features carry labels. Each feature is counted once across processes."""
+        when the features carry labels, through :func:`tunekit.inference.map_batches`.
+
+        Each process runs the features ``rank, rank + world, …`` (no feature is duplicated to
+        even out shards, so the loss and the gathered outputs count every feature once). The
+        model is used unwrapped: the DDP wrapper's forward syncs buffers, a collective, and
+        with uneven shards one process would wait for the other. Evaluation draws no random
+        numbers, so evaluating between steps does not change the training trajectory."""
         acc = self.accelerator
-        # Not through the DDP wrapper: its forward syncs buffers, a collective, and with
-        # uneven shards one process would wait forever for the other. No gradients here.
         inner = acc.unwrap_model(model) if model is not None else self.model.to(acc.device)
-        was_training = inner.training
-        inner.eval()
-        bs = self.config.eval_batch_size or self.config.batch_size * 2
-        batches = make_batches(
-            [feature_length(f) for f in features], batch_size=bs, seed=0, epoch=0, shuffle=False
-        )
-        # Uneven shards: no sample is duplicated to even out batches, so the loss and the
-        # gathered outputs count every feature exactly once.
-        even, acc.even_batches = acc.even_batches, False
-        try:
-            loader = self._loader(features, batches)
-        finally:
-            acc.even_batches = even
-        rows: list[tuple[int, dict[str, np.ndarray]]] = []
-        loss_total, loss_n = 0.0, 0
+        mine = list(range(acc.process_index, len(features), acc.num_processes))
+        positions = torch.tensor(mine, dtype=torch.long)
         has_labels = bool(features) and "labels" in features[0]
-        for batch in loader:
-            index = batch.pop("_index")
+        loss_total, loss_n = 0.0, 0
+
+        def forward(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            nonlocal loss_total, loss_n
+            index = positions[batch.pop("_index")]
             outputs = self._forward(inner, batch, features, index)
             if has_labels:
-                loss = self.task.loss(outputs, batch)
-                loss_total += float(loss) * len(index)
+                loss_total += float(self.task.loss(outputs, batch)) * len(index)
                 loss_n += len(index)
             kept = self.task.batch_outputs(outputs, batch)
-            cpu = {
-                k: v.detach().float().cpu().numpy()
-                if v.is_floating_point()
-                else v.detach().cpu().numpy()
-                for k, v in kept.items()
-            }
-            rows += [
-                (int(i), {k: v[j] for k, v in cpu.items()}) for j, i in enumerate(index.tolist())
-            ]
+            return {k: v.float() if v.is_floating_point() else v for k, v in kept.items()}
+
+        rows = map_batches(
+            inner,
+            [features[i] for i in mine],
+            forward,
+            collate=lambda feats: self.task.collate(feats, self.tokenizer),
+            batch_size=self.config.eval_batch_size or self.config.batch_size * 2,
+            keep=lambda _feature, row: {k: v.numpy() for k, v in row.items()},
+            grad_mode=torch.no_grad,
+            index_key="_index",
+        )
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
-            rows = gather_object(rows)
-            totals = (
-                acc.gather(torch.tensor([loss_total, float(loss_n)], device=acc.device))
-                .view(-1, 2)
-                .sum(0)
-            )
+            shards = gather_object([(mine, rows)])
+            by_index = {i: row for part, got in shards for i, row in zip(part, got, strict=True)}
+            rows = [by_index[i] for i in range(len(features))]
+            totals = acc.gather(torch.tensor([loss_total, float(loss_n)], device=acc.device))
+            totals = totals.view(-1, 2).sum(0)
             loss_total, loss_n = float(totals[0]), int(totals[1])
-        by_index: dict[int, dict[str, np.ndarray]] = {}
-        for i, out in rows:
-            by_index.setdefault(i, out)  # padding duplicates of even batches are dropped
-        if was_training:
-            inner.train()
-        ordered = [by_index[i] for i in range(len(features))]
-        mean_loss = loss_total / loss_n if loss_n else None
-        return ordered, mean_loss
+        return rows, (loss_total / loss_n if loss_n else None)
 
     def evaluate(
         self, features: Sequence[Feature], records: Sequence[Record], *, model=None
