@@ -33,7 +33,9 @@ multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side p
 
 Same epochs, batch size, learning rate, warmup ratio, weight decay, max length, precision
 (``--precision``, fp32 by default: tunekit's ``auto`` would pick bf16 autocast on a CPU with
-AMX, the Trainer's default is fp32) and seeds on both sides (every ``--seeds`` value is a training seed; the data split stays fixed); the Trainer with its length grouping (``train_sampling_strategy=
+AMX, the Trainer's default is fp32), trained parameters (``--freeze-embeddings``: the
+embedding table, 96 M of the 117 M parameters, frozen on both sides; every layer trains) and
+seeds on both sides (every ``--seeds`` value is a training seed; the data split stays fixed); the Trainer with its length grouping (``train_sampling_strategy=
 "group_by_length"``). *fit seconds*: the whole fit call (model and tokenizer loading,
 tokenization, training) of each side; *loop seconds*: its training loop.
 
@@ -77,6 +79,7 @@ POOLER_HEAD = dict(head="mlp", hidden=[384], activation="tanh", pooling="cls", d
 MEAN_HEAD = dict(head="linear", pooling="mean", dropout=0.1)
 HEADS = {"mean": MEAN_HEAD, "cls": POOLER_HEAD}
 BENCHES = ("sentiment", "pos", "fill-mask")
+E5_LAYERS = 12
 
 # ---------------------------------------------------------------------------- data
 
@@ -224,7 +227,19 @@ def _common(args, *, mlm: bool = False) -> dict:
         seed=args.seed,
         precision=args.precision,  # not "auto": bf16 on a CPU with AMX, the Trainer's is fp32
         progress=False,
+        # every encoder layer trains, the embeddings (96 M of the 117 M parameters) do not
+        **(dict(strategy="top-k", k=E5_LAYERS) if args.freeze_embeddings else {}),
     )
+
+
+def freeze_embeddings(model) -> int:
+    """The Trainer side of ``--freeze-embeddings``: the encoder's embedding parameters (word,
+    position, type, their LayerNorm) frozen, as tunekit's ``top-k`` with k = every layer
+    freezes them; the parameters left to train."""
+    for name, param in model.named_parameters():
+        if ".embeddings." in f".{name}":
+            param.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def tunekit_side(args) -> dict:
@@ -393,6 +408,7 @@ def hf_side(args) -> dict:
 
         collator = DataCollatorForTokenClassification(tok)
     train_ds = dataset(train)
+    trainable = freeze_embeddings(model) if args.freeze_embeddings else None
     targs = _hf_training_args(args)
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
     loop_start = time.perf_counter()
@@ -428,6 +444,7 @@ def hf_side(args) -> dict:
         test_examples=len(test),
         batches=len(recorder.shapes),
         optim=str(targs.optim),
+        trainable_parameters=trainable,
     )
     return result
 
@@ -541,6 +558,11 @@ def main() -> None:
     parser.add_argument("--mlm-epochs", type=int, default=10, help="fill-mask epochs")
     parser.add_argument("--mlm-learning-rate", type=float, default=1e-4)
     parser.add_argument(
+        "--freeze-embeddings",
+        action="store_true",
+        help="both sides: embeddings frozen, all layers train (tunekit strategy='top-k', k=12)",
+    )
+    parser.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="both sides (autocast)"
     )
     parser.add_argument("--seed", type=int, default=42, help="with --side: the training seed")
@@ -562,9 +584,9 @@ def main() -> None:
     info = machine_info()
     print(cpu_line(info), flush=True)
     passed = [
-        f"--{k.replace('_', '-')}={v}"
+        f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
         for k, v in vars(args).items()
-        if k not in ("bench", "side", "out", "seed", "seeds", "head") and v is not None
+        if k not in ("bench", "side", "out", "seed", "seeds", "head") and v not in (None, False)
     ]
     seeds = [int(x) for x in args.seeds.split(",")]
     rows = []
