@@ -18,7 +18,12 @@ GOOD = ["good", "great", "fine", "superb", "lovely"]
 BAD = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "film", "was", "plot", "cast"]
 SPORTS, POLITICS = ["goal", "match", "team"], ["vote", "senate", "party"]
-FAST = dict(max_length=16, batch_size=8, learning_rate=3e-3, warmup_ratio=0.0, progress=False)
+#: fp32: the exported model is fp32 and must predict what the run predicts to float precision
+#: (precision="auto" would be bf16 autocast on a CPU with AMX / AVX512-BF16)
+FAST = dict(
+    max_length=16, batch_size=8, learning_rate=3e-3, warmup_ratio=0.0, progress=False,
+    precision="fp32",
+)  # fmt: skip
 #: the head whose layout is transformers' pooler + classifier (hidden size of the tiny model)
 EXPORTABLE = dict(head="mlp", hidden=[32], activation="tanh", pooling="cls")
 TEXTS = ["good great film", "awful dull plot", "the cast was lovely", "boring poor film", "fine"]
@@ -198,3 +203,24 @@ def test_minilm_lora_export(tmp_path):
     assert [o["label"] for o in ours] == [max(t, key=t.get) for t in theirs]
     assert diff < TOLERANCE
     assert np.isfinite(diff)
+
+
+def test_a_bf16_run_exports_its_fp32_network(tiny, tmp_path, monkeypatch):
+    from tunekit import hardware
+
+    # precision="auto" on a CPU with native bf16 trains under bf16 autocast; the run handed
+    # back computes in fp32 when called directly, so the export check (fp32 transformers
+    # model vs the run's network) passes, and the run predicts in bf16 only through predict
+    monkeypatch.setattr(hardware, "native_bf16", lambda: True)
+    options = {**FAST, "precision": "auto"}
+    run = tunekit.finetune("classify", data=rows(), model=tiny, epochs=4, **options, **EXPORTABLE)
+    assert run.precision == "bf16"
+    path = run.export(tmp_path / "hf")
+    theirs = pipeline_probabilities(path, TEXTS)
+    bf16 = run.predict(TEXTS)
+    run.precision = "fp32"
+    fp32 = run.predict(TEXTS)
+    exact = max(abs(o["probabilities"][k] - t[k]) for o, t in zip(fp32, theirs) for k in t)
+    rounded = max(abs(o["probabilities"][k] - t[k]) for o, t in zip(bf16, theirs) for k in t)
+    report("classify/bf16-run", exact)
+    assert exact < TOLERANCE < rounded < 2e-2  # bf16 rounds, the network is the same

@@ -87,6 +87,31 @@ def test_bf16_on_a_cpu_without_native_support_warns(monkeypatch):
     assert trainer_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_is_bf16_where_the_cpu_has_it_natively(
+    tiny, monkeypatch, caplog, tmp_path, native
+):
+    # the rule: bf16 on a CPU with AMX / AVX512-BF16 (measured faster at equal accuracy,
+    # docs/benchmarks.md), fp32 on one without (emulated bf16 is slower)
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native)
+    expected = "bf16" if native else "fp32"
+    assert trainer_module.resolve_precision("auto", torch.device("cpu")) == expected
+    caplog.set_level("INFO", logger="tunekit")
+    run = tunekit.finetune(task="classify", data=rows(16), model=tiny, epochs=1, **FAST)
+    assert run.training.precision == "auto"  # the default, resolved per machine
+    assert run.precision == run.history.info["precision"] == expected
+    said = [r.getMessage() for r in caplog.records if "precision='auto'" in r.getMessage()]
+    assert len(said) == 1 and f"→ {expected}" in said[0]
+    assert ("natively" in said[0]) is native
+    # an explicit choice is never overridden
+    assert trainer_module.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    # the bundle is loaded where bf16 is native or not: "auto" is resolved again there
+    run.save(tmp_path / "bundle")
+    assert tunekit.load(tmp_path / "bundle").precision == expected
+    monkeypatch.setattr(hardware, "native_bf16", lambda: not native)
+    assert tunekit.load(tmp_path / "bundle").precision == ("fp32" if native else "bf16")
+
+
 # ---- optimizer -----------------------------------------------------------------------------
 
 
@@ -114,7 +139,12 @@ def test_fused_adamw_is_used_and_equals_the_plain_loop():
 
 def test_compile_gives_the_eager_result(tiny):
     data = rows(24)  # one length, so one graph (a new shape would trace again: slow)
-    common = dict(task="classify", data=data, model=tiny, epochs=1, eval_split=0, seed=3, **FAST)
+    # fp32: compiled and eager agree to float precision (under bf16 autocast, the default on
+    # a CPU with AMX, fused and unfused kernels round differently)
+    common = dict(
+        task="classify", data=data, model=tiny, epochs=1, eval_split=0, seed=3,
+        precision="fp32", **FAST,
+    )  # fmt: skip
     eager = tunekit.finetune(**common)
     # aot_eager traces forward and backward like inductor, without needing a C++ compiler
     compiled = tunekit.finetune(compile="aot_eager", **common)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,20 +21,25 @@ from .config import TrainingConfig
 from .errors import ConfigError
 from .tracking import check_trackers, tracking_dir
 
+logger = logging.getLogger("tunekit")
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` | ``bf16`` | ``fp16`` for *precision* on *device* (``auto``: bf16 on a GPU that has it).
+    """``fp32`` | ``bf16`` | ``fp16`` for *precision* on *device*.
+
+    ``auto`` is bf16 where the hardware computes it natively — a GPU that supports it, or a
+    CPU with AMX or AVX512-BF16 (:func:`tunekit.hardware.native_bf16`), where bf16 autocast
+    trains and predicts faster than fp32 at the same accuracy (``docs/benchmarks.md``) —
+    and fp32 everywhere else, where bf16 would be emulated and slower.
 
     Example::
 
-        resolve_precision("auto", torch.device("cpu"))   # 'fp32'
+        resolve_precision("auto", torch.device("cpu"))   # 'bf16' on a Sapphire Rapids CPU
     """
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16"
-        return "fp32"
+        return "bf16" if auto_bf16(device) else "fp32"
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("precision='fp16' needs a GPU; on CPU use precision='bf16' or 'fp32'")
     if precision == "bf16" and device.type == "cpu":
@@ -49,6 +55,29 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def auto_bf16(device: torch.device) -> bool:
+    """Whether ``precision="auto"`` picks bf16 on *device*: a GPU with bf16 support or a
+    CPU with native bf16 arithmetic (AMX or AVX512-BF16)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        from .hardware import native_bf16
+
+        return native_bf16()
+    return False
+
+
+def _auto_reason(precision: str, device: torch.device) -> str:
+    """Why ``auto`` resolved to *precision* on *device*, for the log."""
+    if device.type == "cpu":
+        return (
+            "this CPU computes bf16 natively (AMX or AVX512-BF16)"
+            if precision == "bf16"
+            else "this CPU has no native bf16 (AMX or AVX512-BF16)"
+        )
+    return f"{device.type} {'supports' if precision == 'bf16' else 'does not support'} bf16"
+
+
 def make_accelerator(config: TrainingConfig) -> tuple[Any, str]:
     """An ``Accelerator`` for one training run and the precision resolved for its device.
 
@@ -59,7 +88,14 @@ def make_accelerator(config: TrainingConfig) -> tuple[Any, str]:
 
     # Without a GPU, cpu=True lets torchrun / accelerate launch environments start gloo.
     cpu = not torch.cuda.is_available()
-    precision = resolve_precision(config.precision, PartialState(cpu=cpu).device)
+    device = PartialState(cpu=cpu).device
+    precision = resolve_precision(config.precision, device)
+    if config.precision == "auto":
+        logger.info(
+            "precision='auto' → %s: %s (pass precision='fp32' or 'bf16' to choose)",
+            precision,
+            _auto_reason(precision, device),
+        )
     accelerator = Accelerator(
         cpu=cpu,
         log_with=list(check_trackers(config.report_to)) or None,
@@ -100,6 +136,15 @@ def autocast_forward(module: torch.nn.Module, precision: str, device: torch.devi
 
     forward._tunekit_precision = precision  # type: ignore[attr-defined]
     module.forward = forward
+
+
+def drop_autocast_forward(module: torch.nn.Module) -> None:
+    """Undo :func:`autocast_forward`: *module*'s own forward again. A trained run's model
+    is handed over without it, so that it computes in fp32 when called directly (exports,
+    a copy, a bundle loaded back) and in the run's precision only where tunekit applies
+    it (``predict``, ``evaluate``)."""
+    if getattr(module.__dict__.get("forward"), "_tunekit_precision", None):
+        del module.forward
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:

@@ -20,7 +20,7 @@ from .run import Run
 from .strategy import Strategy
 from .task import Task
 from .taskmodel import TaskModel
-from .trainer import Trainer, _seed_everything
+from .trainer import Trainer, _seed_everything, resolve_precision
 
 
 def backbone_identity(backbone: Backbone, strategy: Strategy, **extra: Any) -> dict[str, Any]:
@@ -318,6 +318,10 @@ def _load_bundle(root: Path, *, device: str | None, verify_key: bytes | str | No
     except broken as exc:
         raise damaged("history.json", exc) from exc
     precision = meta.get("precision", "fp32")
+    if training.precision == "auto":
+        # "auto" is a per-machine choice: a bundle trained in bf16 where that is native
+        # predicts in fp32 on a machine where bf16 would be emulated (and slower)
+        precision = resolve_precision("auto", target)
     if precision == "fp16" and target.type == "cpu":
         precision = "fp32"
     return new_run(
