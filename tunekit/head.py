@@ -50,6 +50,14 @@ class Head(nn.Module):
     aliases: ClassVar[tuple[str, ...]] = ()
     level: ClassVar[str] = ""
 
+    @property
+    def first_token_only(self) -> bool:
+        """Whether the head reads the first token's hidden state alone (``[CLS]`` pooling).
+        Then the encoder's last layer runs for that token only and ``hidden`` is
+        ``[batch, 1, hidden]`` (:mod:`tunekit.first_token`); the default, ``False``, is
+        always safe. A head that says ``True`` must read nothing but ``hidden[:, 0]``."""
+        return False
+
     def forward(
         self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
@@ -109,6 +117,10 @@ class MLPHead(Head):
             width = size
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
+
+    @property
+    def first_token_only(self) -> bool:
+        return self.pooling == "cls"
 
     def forward(
         self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]

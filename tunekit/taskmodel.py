@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .first_token import first_token_layer, first_token_only
 from .head import Head
 
 
@@ -43,7 +44,16 @@ class TaskModel(nn.Module):
     ``representation`` turns the encoder's outputs into ``[batch, tokens, hidden]``
     (the last layer by default; strategies may install a learned layer mix). ``forward``
     takes a collated batch dict and returns the head's outputs dict.
+
+    When the head reads the first token alone (``Head.first_token_only``, a ``[CLS]``-pooling
+    head) on the last layer, ``forward`` runs the encoder's last layer for that token only
+    (:mod:`tunekit.first_token`): the same logits up to float rounding, ~14 % fewer encoder
+    FLOPs on a 6-layer model, in training and prediction. ``skip_unread_positions = False``
+    (on the class or one instance) computes every position.
     """
+
+    #: run the last layer for the positions the head reads only (see the class docstring)
+    skip_unread_positions: bool = True
 
     def __init__(
         self, encoder: nn.Module, head: Head, representation: nn.Module | None = None
@@ -102,8 +112,19 @@ class TaskModel(nn.Module):
             combine = getattr(self.representation, "combine", None)
             hidden = combine(features) if combine is not None else features
         if hidden is None:
-            hidden = self.hidden_states(batch)
+            with first_token_only(self._first_token_layer()):
+                hidden = self.hidden_states(batch)
         return self.head(hidden, batch)
+
+    def _first_token_layer(self) -> nn.Module | None:
+        """The encoder layer to run for the first token only, when that is all the head reads."""
+        if not (
+            self.skip_unread_positions
+            and getattr(self.head, "first_token_only", False)
+            and type(self.representation) is LastHiddenState
+        ):
+            return None
+        return first_token_layer(self.encoder)
 
     def trainable_parameters(self) -> tuple[int, int]:
         """(trainable, total) parameter counts."""
