@@ -82,6 +82,12 @@ def main() -> None:
         help="run.predict, the pipeline in input order (its default) or length-sorted (its best)",
     )
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--all-positions",
+        action="store_true",
+        help="tunekit side: the last layer for every position, not only the CLS row the head "
+        "reads, to measure what skipping pays",
+    )
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
@@ -95,6 +101,7 @@ def main() -> None:
     recorder = BatchShapes()
     if args.side == "tunekit":
         run.precision = args.precision
+        run.model.skip_unread_positions = not args.all_positions
         run.predict(texts[:64], batch_size=args.batch_size)  # warm up, as the pipeline side
         with recorder:
             start = time.perf_counter()

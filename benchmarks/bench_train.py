@@ -65,6 +65,10 @@ def tunekit_side(args, train, test) -> dict:
         ),
     }[args.task]
     tunekit.plugins.get_state()
+    if args.all_positions:  # the technique off: the last layer for every position
+        from tunekit.taskmodel import TaskModel
+
+        TaskModel.skip_unread_positions = False
     compiled = _flag(args.compile)
     recorder = BatchShapes()
     start = time.perf_counter()
@@ -266,6 +270,12 @@ def main() -> None:
         "--no-grouping",
         action="store_true",
         help="tunekit side: random batches (group_by_length=False), to measure what grouping pays",
+    )
+    parser.add_argument(
+        "--all-positions",
+        action="store_true",
+        help="tunekit side: the last layer for every position, not only the CLS row the head "
+        "reads (TaskModel.skip_unread_positions=False), to measure what skipping pays",
     )
     parser.add_argument("--save", default=None, help="tunekit side: save the bundle here")
     args = parser.parse_args()

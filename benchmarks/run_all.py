@@ -138,7 +138,8 @@ def train_sides(task: str, bf16: bool) -> dict[str, list[str]]:
     """The sides of one task's comparison: name → ``bench_train.py`` arguments. Names
     are ``<tool> <setting> <precision>``; ``hf default`` is the Trainer as it comes,
     ``hf grouped`` with its length grouping; ``tunekit ungrouped`` switches tunekit's
-    grouping off (what the technique pays)."""
+    grouping off and ``tunekit all positions`` its first-token last layer (what each
+    technique pays)."""
     sides = {}
     for p in ("fp32", "bf16") if bf16 and task == "classify" else ("fp32",):
         sides[f"tunekit {p}"] = ["--side", "tunekit", "--precision", p]
@@ -148,7 +149,14 @@ def train_sides(task: str, bf16: bool) -> dict[str, list[str]]:
         ]  # fmt: skip
     if task == "classify":
         sides["tunekit ungrouped fp32"] = ["--side", "tunekit", "--no-grouping"]
+    if task in FIRST_TOKEN_TASKS:
+        sides["tunekit all positions fp32"] = ["--side", "tunekit", "--all-positions"]
     return sides
+
+
+#: tasks whose benchmark head reads the CLS row only (the pooler head), where tunekit runs
+#: the last layer for that row alone; ``tunekit all positions`` switches that off
+FIRST_TOKEN_TASKS = ("classify", "sts")
 
 
 #: compile probes: name → (bench_train.py arguments, the eager side it is compared with)
@@ -234,6 +242,7 @@ def run_inference(sizes, repeats: int, bf16: bool, bundle: Path, log, keep=None)
     }
     if bf16:
         sides["tunekit bf16"] = ["--side", "tunekit", "--precision", "bf16"]
+    sides["tunekit all positions fp32"] = ["--side", "tunekit", "--all-positions"]
     sides = {k: v for k, v in sides.items() if keep is None or k in keep}
     base = flags(sizes) + (["--bundle", str(bundle)] if bundle.is_dir() else [])
     runs: dict[str, list[dict]] = {name: [] for name in sides}
@@ -527,6 +536,14 @@ def train_section(
     ):
         r = paired_ratios(runs["tunekit ungrouped fp32"], runs["tunekit fp32"], "fit_seconds")
         lines.append(f"- technique, length grouping (tunekit on vs off): {span(r, unit='×')}")
+    if runs.get("tunekit all positions fp32") and runs.get("tunekit fp32"):
+        r = paired_ratios(runs["tunekit all positions fp32"], runs["tunekit fp32"], "fit_seconds")
+        q_on = stats["tunekit fp32"]["quality"]
+        q_off = stats["tunekit all positions fp32"]["quality"]
+        lines.append(
+            f"- technique, last layer for the CLS row only (tunekit on vs off): "
+            f"{span(r, unit='×')} fit time, {metric} {mean_std(q_on)} vs {mean_std(q_off)}"
+        )
     if runs.get("tunekit bf16") and runs.get("tunekit fp32"):
         r = paired_ratios(runs["tunekit fp32"], runs["tunekit bf16"], "fit_seconds")
         q32, q16 = stats["tunekit fp32"]["quality"], stats["tunekit bf16"]["quality"]
@@ -690,6 +707,11 @@ def inference_section(inf: dict, results: dict, peak: dict, info: dict, checks) 
     if runs.get("tunekit bf16"):
         r = paired_ratios(ours, runs["tunekit bf16"], "seconds")
         lines.append(f"- technique, bf16 predict vs fp32: {span(r, unit='×')}")
+    if runs.get("tunekit all positions fp32"):
+        r = paired_ratios(runs["tunekit all positions fp32"], ours, "seconds")
+        lines.append(
+            f"- technique, last layer for the CLS row only (on vs off): {span(r, unit='×')}"
+        )
     checks.append(
         (
             "inference vs pipeline (fp32)",

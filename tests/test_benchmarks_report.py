@@ -273,3 +273,22 @@ def test_techniques_table_has_the_precision_rows_on_and_off(bench):
     text = run_all.report(results, INFO, "cmd", True, {})
     assert "→ 0.6000 ± 0.0000: **lower**" in text and "| length grouping |" not in text
     assert "## Techniques" not in run_all.report(fake_results(), INFO, "cmd", True, {})
+
+
+def test_first_token_technique_rows_compare_on_with_off(bench):
+    _, run_all = bench
+    assert "tunekit all positions fp32" in run_all.train_sides("classify", False)
+    assert "tunekit all positions fp32" not in run_all.train_sides("ner", False)  # token head
+    results = fake_results()
+    results["train"]["classify"]["runs"]["tunekit all positions fp32"] = [
+        train_run(11.0, 0.80), train_run(12.0, 0.80), train_run(11.5, 0.81),
+    ]  # fmt: skip
+    results["inference"]["runs"]["tunekit all positions fp32"] = [infer_run(1.1, list("abab"))] * 3
+    text = run_all.report(results, INFO, "cmd", True, {})
+    # per round 11/10, 12/10, 11.5/10: median 1.15
+    assert (
+        "- technique, last layer for the CLS row only (tunekit on vs off): 1.15× (1.10–1.20) "
+        "fit time, accuracy 0.8000 ± 0.0100 vs 0.8033 ± 0.0058" in text
+    )
+    assert "- technique, last layer for the CLS row only (on vs off): 1.10× (1.10–1.10)" in text
+    assert "| tunekit all positions fp32 |" in text
