@@ -6,6 +6,8 @@
    its best settings (length grouping; ``torch_compile`` probed), for ``classify``
    (fp32 and, where the CPU has native bf16, bf16), token tagging (``ner``) and a pair
    task (``sts`` cross-encoder) (``bench_train.py``);
+   packing: a benchmark-only prototype of sequence packing against tunekit's padded
+   length-grouped batches, on and off step by step (``bench_packing.py``);
 3. inference: ``run.predict`` vs the transformers ``pipeline`` in input order (its
    default) and fed length-sorted texts (its best) (``bench_inference.py``);
 4. strategies: accuracy, seconds, trainable parameters, peak RSS, bundle size
@@ -61,7 +63,7 @@ from machine import (
     task_lengths,
 )
 
-SECTIONS = ("ceiling", "train", "inference", "strategies", "scaling", "profile")
+SECTIONS = ("ceiling", "train", "packing", "inference", "strategies", "scaling", "profile")
 
 SIZES = {
     "full": {
@@ -75,6 +77,10 @@ SIZES = {
                         learning_rate=5e-5),
         },
         "inference": dict(texts=5000, batch_size=64, max_length=128),
+        "packing": {
+            "classify": dict(train=960, batch_size=32, max_length=128),
+            "ner": dict(train=800, batch_size=16, max_length=128),
+        },
         "strategies": dict(
             train=1000, test=500, epochs=2, batch_size=32, max_length=64,
             only=["full", "lora r=8", "lora r=8 (checkpointing)", "peft ia3",
@@ -95,6 +101,10 @@ SIZES = {
                         learning_rate=5e-5),
         },
         "inference": dict(texts=256, batch_size=64, max_length=128),
+        "packing": {
+            "classify": dict(train=96, batch_size=32, max_length=128),
+            "ner": dict(train=64, batch_size=16, max_length=128),
+        },
         "strategies": dict(
             train=200, test=100, epochs=2, batch_size=32, max_length=64,
             only=["full", "lora r=8", "lora r=8 (checkpointing)", "frozen mlp 512 (cached)",
@@ -259,6 +269,20 @@ def run_inference(sizes, repeats: int, bf16: bool, bundle: Path, log, keep=None)
         "lengths": first["lengths"],
         "lengths_list_for_flops": first["lengths_list_for_flops"],
     }
+
+
+def run_packing(sizes, repeats: int, log) -> dict:
+    """The packing prototype (``bench_packing.py``), each task *repeats* times in fresh
+    processes with seeds 42, 43, …; every run times its modes step by step alternately."""
+    out = {}
+    for task, size in sizes.items():
+        out[task] = []
+        for rep in range(repeats):
+            r = run_child("bench_packing.py", "--task", task, *flags(size), "--seed", str(42 + rep))
+            out[task].append(r)
+            log(f"packing {task} round {rep + 1}: " + ", ".join(
+                f"{m} {v['speedup_total']}×" for m, v in r["modes"].items()))  # fmt: skip
+    return out
 
 
 def run_strategies(sizes) -> dict:
@@ -724,6 +748,55 @@ def inference_section(inf: dict, results: dict, peak: dict, info: dict, checks) 
     return lines + [""]
 
 
+def packing_section(packing: dict, results: dict, info: dict) -> list[str]:
+    """The packing prototype's table: per task and mode, seconds, padding efficiency and the
+    speedup over padded batches (median and min–max of the rounds' whole-run ratios), and
+    whether the packed loss equals the padded one."""
+    lines = [
+        "## Technique: sequence packing (benchmark-only prototype)",
+        "",
+        *section_cpu(results, "packing", info),
+        "Full fine-tune steps of the embedded MiniLM on the same length-grouped batches: "
+        "`padded` (tunekit today), `packed longest` (each batch's sequences packed into rows "
+        "as long as its longest), `packed <C>` (rows of C tokens); packed rows carry reset "
+        "position ids and a dense block-diagonal mask (SDPA on CPU has no varlen kernel, so "
+        "attention runs over whole packed rows). The modes alternate step by step in one "
+        "process (`bench_packing.py`); each round a fresh process and seed. *loss Δ*: the "
+        "first batch's loss, same weights, dropout off, packed minus padded.",
+        "",
+        "| task | mode | seconds | padding efficiency | speedup vs padded | loss Δ |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for task, runs in packing.items():
+        for mode in runs[0]["modes"]:
+            secs = spread([r["modes"][mode]["seconds"] for r in runs])
+            ratio = spread([r["modes"][mode]["speedup_total"] for r in runs])
+            eff = runs[0]["modes"][mode]["padding_efficiency"]
+            delta = max(abs(r["first_batch_loss"][mode] - r["first_batch_loss"]["padded"])
+                        for r in runs)  # fmt: skip
+            lines.append(
+                f"| {task} | {mode} | {span(secs, 1)} | {pct(eff)} | {span(ratio, unit='×')} | "
+                f"{delta:.1e} |"
+            )
+            if mode != "padded":
+                verdicts.append((task, mode, ratio))
+    lines.append("")
+    best = max(verdicts, key=lambda v: v[2]["median"]) if verdicts else None
+    if best:
+        task, mode, ratio = best
+        lines.append(
+            f"- technique, packing: best `{mode}` on {task}, {span(ratio, unit='×')} the padded "
+            "steps: "
+            + (
+                "it pays here"
+                if ratio["min"] > 1.0
+                else "it does not pay here, so tunekit has no packing option"
+            )
+        )
+    return lines + [""]
+
+
 def strategies_section(strat: dict, checks) -> list[str]:
     s = strat["settings"]
     lines = [
@@ -870,6 +943,8 @@ def report(
         lines += ceiling_section(ceiling, results, info)
     for task, data in (results.get("train") or {}).items():
         lines += train_section(task, data, results, peak, info, checks)
+    if results.get("packing"):
+        lines += packing_section(results["packing"], results, info)
     if results.get("inference"):
         lines += inference_section(results["inference"], results, peak, info, checks)
     lines += techniques_section(results)
@@ -1034,6 +1109,8 @@ def main() -> None:
                     save=lambda part: (results.__setitem__("train", part), save()),
                     keep=keep, probes=probes,
                 )  # fmt: skip
+            elif section == "packing":
+                results["packing"] = run_packing(sizes["packing"], repeats, log)
             elif section == "inference":
                 results["inference"] = run_inference(
                     sizes["inference"], repeats, bf16, bundle, log, keep=keep

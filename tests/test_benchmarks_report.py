@@ -292,3 +292,27 @@ def test_first_token_technique_rows_compare_on_with_off(bench):
     )
     assert "- technique, last layer for the CLS row only (on vs off): 1.10× (1.10–1.10)" in text
     assert "| tunekit all positions fp32 |" in text
+
+
+def packing_run(padded_s, packed_s, loss_delta=0.0):
+    def mode(seconds, eff):
+        return {"seconds": seconds, "padding_efficiency": eff, "speedup_total": padded_s / seconds}
+
+    return {
+        "first_batch_loss": {"padded": 0.7, "packed longest": 0.7, "packed 128": 0.7 + loss_delta},
+        "modes": {"padded": mode(padded_s, 0.88), "packed longest": mode(padded_s, 0.89),
+                  "packed 128": mode(packed_s, 0.95)},
+    }  # fmt: skip
+
+
+def test_packing_rows_say_whether_it_pays(bench):
+    _, run_all = bench
+    assert "packing" in run_all.SECTIONS
+    slower = {"ner": [packing_run(10.0, 12.5), packing_run(10.0, 11.0), packing_run(10.0, 10.0)]}
+    text = run_all.report({"packing": slower, "shape": SHAPE}, INFO, "cmd", True, {})
+    assert "| ner | packed 128 | 11.0 (10.0–12.5) | 95.0 % | 0.91× (0.80–1.00) | 0.0e+00 |" in text
+    assert "it does not pay here, so tunekit has no packing option" in text
+    faster = {"ner": [packing_run(10.0, 8.0, 1e-7)] * 3}
+    text = run_all.report({"packing": faster, "shape": SHAPE}, INFO, "cmd", True, {})
+    assert "best `packed 128` on ner, 1.25× (1.25–1.25) the padded steps: it pays here" in text
+    assert "| 1.0e-07 |" in text
