@@ -351,7 +351,6 @@ class MeanPoolClassifier:
 
 def hf_side(args) -> dict:
 
-    import numpy as np
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -418,24 +417,23 @@ def hf_side(args) -> dict:
     fit = time.perf_counter() - start
     test_ds = dataset(test)
     out = trainer.predict(test_ds)
+    # transformers 5's train_sampling_strategy="group_by_length" also length-groups the
+    # *evaluation* sampler (shuffled megabatches): out.predictions are not in test_ds order.
+    # Score them against out.label_ids, which come in the same order (as run_glue / run_ner's
+    # compute_metrics do); comparing with test_ds["label"] measured chance.
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     result = {"metric_name": "accuracy"}
     if args.bench == "sentiment":
-        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-        result["metric"] = float((logits.argmax(-1) == np.array(test_ds["label"])).mean())
+        result["metric"] = float((logits.argmax(-1) == out.label_ids).mean())
         result["head"] = args.head
-    else:
-        predicted = out.predictions.argmax(-1)
-        enc = tok([r["tokens"] for r in test], truncation=True, max_length=args.max_length,
-                  is_split_into_words=True)  # fmt: skip
-        tags = []
-        for i, row in enumerate(test):
-            words, previous = {}, None
-            for k, word in enumerate(enc.word_ids(batch_index=i)):
-                if word is not None and word != previous:  # a word's first subword
-                    words[word] = labels[int(predicted[i][k])]
-                previous = word
-            tags.append([words.get(w) for w in range(len(row["tags"]))])
-        scores = tag_scores([r["tags"] for r in test], tags)
+    else:  # a word's tag is on its first piece, -100 elsewhere (every test word fits)
+        predicted, gold = logits.argmax(-1), out.label_ids
+        where = gold != -100
+        words = sum(len(r["tags"]) for r in test)
+        assert int(where.sum()) == words, (int(where.sum()), words)
+        scores = tag_scores(
+            [[labels[i] for i in gold[where]]], [[labels[i] for i in predicted[where]]]
+        )
         result.update(metric=scores["accuracy"], **scores, dropped=dropped)
     result.update(
         fit_seconds=round(fit, 1),
@@ -572,8 +570,16 @@ def main() -> None:
     parser.add_argument(
         "--head", default="mean,cls", help=f"sentiment pairings, any of {tuple(HEADS)}"
     )
+    parser.add_argument("--sides", default="tunekit,hf", help="driver: which sides to run")
     parser.add_argument("--out", default=None, help="append the JSON results to this file")
+    parser.add_argument(
+        "--summary-of", default=None, help="print the summary of a --out JSONL file and exit"
+    )
     args = parser.parse_args()
+    if args.summary_of:
+        text = Path(args.summary_of).read_text(encoding="utf-8")
+        print(summary([json.loads(line) for line in text.splitlines() if line.strip()]))
+        return
     if args.side:  # one side of one benchmark, in this process
         args.bench = args.bench.split(",")[0]
         args.head = args.head.split(",")[0]
@@ -586,7 +592,8 @@ def main() -> None:
     passed = [
         f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
         for k, v in vars(args).items()
-        if k not in ("bench", "side", "out", "seed", "seeds", "head") and v not in (None, False)
+        if k not in ("bench", "side", "sides", "out", "seed", "seeds", "head", "summary_of")
+        and v not in (None, False)
     ]
     seeds = [int(x) for x in args.seeds.split(",")]
     rows = []
@@ -594,7 +601,7 @@ def main() -> None:
         heads = args.head.split(",") if bench == "sentiment" else ["-"]
         for head in heads:
             for seed in seeds:
-                for side in ("tunekit", "hf"):  # alternating fresh processes
+                for side in args.sides.split(","):  # alternating fresh processes
                     load = load_average()
                     result = run_child(
                         "bench_chinese.py", f"--bench={bench}", f"--side={side}",
