@@ -210,6 +210,10 @@ def hf_side(args, train, test) -> dict:
     fit = time.perf_counter() - start
 
     test_ds = dataset(test)
+    # transformers 5 length-groups the *evaluation* sampler too under
+    # train_sampling_strategy="group_by_length" (Trainer._get_eval_sampler), so predictions
+    # come back permuted against the test rows: predict in input order
+    trainer.args.train_sampling_strategy = "random"
     out = trainer.predict(test_ds)
     if args.task == "classify":
         metric = float((out.predictions.argmax(-1) == np.array(test_ds["label"])).mean())
