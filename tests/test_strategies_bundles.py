@@ -71,7 +71,9 @@ def test_missing_base_is_a_bundle_error(base, tmp_path):
     ],
 )
 def test_merged_bundle_is_standalone_and_equal(base, tmp_path, strategy, options):
-    run = train(base, strategy, **options)
+    # fp32: folding an adapter into the weights is exact to float precision; under bf16
+    # autocast (precision="auto" on a CPU with AMX) the merged weights round differently
+    run = train(base, strategy, precision="fp32", **options)
     expected = probabilities(run)
     run.save(tmp_path / "merged", merged=True)
     meta = json.loads((tmp_path / "merged" / "tunekit.json").read_text())

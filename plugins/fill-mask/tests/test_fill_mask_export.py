@@ -9,8 +9,16 @@ from transformers import AutoModelForMaskedLM, pipeline
 
 import tunekit
 
+#: fp32: the exported model is fp32 and must predict what the run predicts to float
+#: precision (precision="auto" would be bf16 autocast on a CPU with AMX / AVX512-BF16)
 TRAIN = dict(
-    epochs=3, learning_rate=5e-3, batch_size=8, max_length=32, eval_split=0, progress=False
+    epochs=3,
+    learning_rate=5e-3,
+    batch_size=8,
+    max_length=32,
+    eval_split=0,
+    progress=False,
+    precision="fp32",
 )
 QUERIES = [
     "the capital of france is [MASK] .",

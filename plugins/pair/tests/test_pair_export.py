@@ -11,8 +11,16 @@ from transformers import pipeline
 import tunekit
 from tunekit.errors import ExportError
 
+#: fp32: the exported model is fp32 and must predict what the run predicts to float
+#: precision (precision="auto" would be bf16 autocast on a CPU with AMX / AVX512-BF16)
 TRAIN = dict(
-    epochs=6, learning_rate=1e-2, batch_size=8, max_length=32, eval_split=0, progress=False
+    epochs=6,
+    learning_rate=1e-2,
+    batch_size=8,
+    max_length=32,
+    eval_split=0,
+    progress=False,
+    precision="fp32",
 )
 EXPORTABLE = dict(head="mlp", hidden=[32], activation="tanh", pooling="cls")
 INPUTS = [
