@@ -15,6 +15,10 @@
 5. scaling: training samples/s over max_length × batch size (``bench_scaling.py``);
 6. profile: top ``torch.profiler`` operators of training and predict (``profile_ops.py``).
 
+A *Techniques, on and off* table (:data:`TECHNIQUES`) puts each technique's sides side by
+side: tunekit with and without it, the paired speedup, the quality off → on, and the ratio
+to the best anchor at the same precision (for bf16, the Trainer with ``bf16=True``).
+
 How it measures: every compared side runs in its own fresh process, the sides alternate
 (A B C A B C …) ``--repeats`` times (≥ 3) with seed 42, 43, … (the same seed for every
 side of one round); each ratio is the median of the per-round ratios with min–max, and
