@@ -8,7 +8,7 @@ packed row, blocks that never attend included.
 
 The same network (embedded MiniLM: CLS → dense + tanh → classifier for ``classify``,
 dropout → linear per token for ``ner``) trains on the same length-grouped batches of
-sequences (tunekit's ``make_batches``) in three modes, one model copy and AdamW each:
+sequences (tunekit's ``make_batches``; ``--no-grouping``: random ones) in three modes, one model copy and AdamW each:
 
 - ``padded``: each batch padded to its longest sequence (tunekit today);
 - ``packed longest``: the batch's sequences packed first-fit-decreasing into rows as long
@@ -149,6 +149,11 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=None, help="packed row length (max length)")
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--no-grouping",
+        action="store_true",
+        help="random batches (the Trainer's default): where packing has the most padding to save",
+    )
     args = parser.parse_args()
 
     from transformers import AutoModel, AutoTokenizer
@@ -164,7 +169,10 @@ def main() -> None:
     rows, _ = task_data(args.task, args.train, 0)
     seqs, labels, names = encode(args.task, rows, tok, args.max_length)
     lengths = [len(s) for s in seqs]
-    batches = make_batches(lengths, batch_size=args.batch_size, seed=args.seed, epoch=0)
+    batches = make_batches(
+        lengths, batch_size=args.batch_size, seed=args.seed, epoch=0,
+        group_by_length=not args.no_grouping,
+    )  # fmt: skip
     capacity = args.capacity or args.max_length
     modes = {"padded": None, "packed longest": "longest", f"packed {capacity}": capacity}
     base = Net(AutoModel.from_pretrained(path, attn_implementation="sdpa"), args.task, len(names))
@@ -201,7 +209,7 @@ def main() -> None:
     result = {
         "task": args.task, "train": len(seqs), "batch_size": args.batch_size,
         "max_length": args.max_length, "capacity": capacity, "steps": len(batches),
-        "real_tokens": real, "seed": args.seed,
+        "real_tokens": real, "seed": args.seed, "grouped": not args.no_grouping,
         "first_batch_loss": {m: round(v, 6) for m, v in check.items()},
         "loss_max_abs_diff": max(abs(v - check["padded"]) for v in check.values()),
         "modes": {
