@@ -7,7 +7,8 @@ Rotten-Tomatoes snippets (or loaded from ``--bundle``), exported with
 ``run.export(dir, format="onnx")`` and with ``quantize="int8"`` (both gated on the held-out
 split; the export's own figures are printed), then each side classifies the same texts of
 mixed length (1 to 5 snippets joined), same batch size and max length, after a warm-up
-batch; ``--repeats`` timed runs per side, median and min-max reported. Label agreement is
+batch; ``--repeats`` rounds (at least 3) that alternate the order of the sides, median and
+min-max reported. Label agreement is
 with ``run.predict``; the metric drop is the int8 gate's, on the held-out split.
 
     python benchmarks/bench_onnx.py [--bundle DIR] [--texts 1000] [--repeats 3]
@@ -21,17 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_line, machine_info, mixed_texts, rt_split, spread
-
-
-def timed(fn, repeats: int):
-    fn_out = None
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn_out = fn()
-        seconds.append(time.perf_counter() - start)
-    return fn_out, seconds
+from machine import cpu_line, load_average, machine_info, mixed_texts, rt_split, spread
 
 
 def main() -> None:
@@ -47,6 +38,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3 (a median of alternating rounds)")
 
     import attrs
     import torch
@@ -110,23 +103,30 @@ def main() -> None:
         "onnx fp32": lambda: [p["label"] for p in fp32.predict(texts, batch_size=bs)],
         "onnx int8": lambda: [p["label"] for p in int8.predict(texts, batch_size=bs)],
     }
-    results = {}
-    for name, fn in sides.items():
-        warm = texts[:bs]
-        if name.startswith("pipeline"):
-            pipe(warm, batch_size=bs)
-        elif name.startswith("run"):
-            run.predict(warm, batch_size=bs)
-        else:
-            (fp32 if "fp32" in name else int8).predict(warm, batch_size=bs)
-        labels, seconds = timed(fn, args.repeats)
-        rates = spread([len(texts) / s for s in seconds])
-        results[name] = {"labels": labels, "rates": rates}
+    warm = texts[:bs]
+    pipe(warm, batch_size=bs)
+    run.predict(warm, batch_size=bs)
+    fp32.predict(warm, batch_size=bs)
+    int8.predict(warm, batch_size=bs)
+    # rounds alternate the order of the sides (forward, then backward), so a load change on
+    # this shared machine hits every side alike instead of the ones measured last
+    labels: dict[str, list] = {}
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(args.repeats):
+        for name in list(sides) if round_ % 2 == 0 else list(sides)[::-1]:
+            start = time.perf_counter()
+            labels[name] = sides[name]()
+            seconds[name].append(time.perf_counter() - start)
+    results = {
+        name: {"labels": labels[name], "rates": spread([len(texts) / s for s in seconds[name]])}
+        for name in sides
+    }
     reference = results["run.predict (torch fp32)"]["labels"]
     base = results["pipeline (length-sorted)"]["rates"]["median"]
     print(
         f"\n{len(texts)} mixed-length texts, batch {bs}, max_length {args.max_length}, "
-        f"{threads} threads (torch and onnxruntime), median of {args.repeats} runs [min-max]"
+        f"{threads} threads (torch and onnxruntime), median of {args.repeats} alternating rounds "
+        f"[min-max]; load average {load_average()}"
     )
     print(f"{'side':28} {'texts/s':>10} {'[min-max]':>17} {'vs pipeline':>12} {'agreement':>10}")
     for name, r in results.items():
