@@ -212,10 +212,11 @@ def test_a_bf16_run_exports_its_fp32_network(tiny, tmp_path, monkeypatch):
     # back computes in fp32 when called directly, so the export check (fp32 transformers
     # model vs the run's network) passes, and the run predicts in bf16 only through predict
     monkeypatch.setattr(hardware, "native_bf16", lambda: True)
-    options = {**FAST, "precision": "auto"}
-    run = tunekit.finetune("classify", data=rows(), model=tiny, epochs=4, **options, **EXPORTABLE)
+    options = {**FAST, "precision": "auto", **EXPORTABLE}
+    # export= is checked before training too, while the trainer's autocast wrapper is on
+    path = tmp_path / "hf"
+    run = tunekit.finetune("classify", data=rows(), model=tiny, epochs=4, export=path, **options)
     assert run.precision == "bf16"
-    path = run.export(tmp_path / "hf")
     theirs = pipeline_probabilities(path, TEXTS)
     bf16 = run.predict(TEXTS)
     run.precision = "fp32"
