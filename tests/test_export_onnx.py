@@ -372,3 +372,28 @@ def test_crf_viterbi_in_numpy_matches_the_head():
         sentence_start=batch["sentence_start"].numpy(),
     )
     assert (tags == out["tags"].numpy()).all() and (tags[3] == -1).all()
+
+
+def test_sessions_do_not_spin_unless_asked(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tunekit.onnx_runtime import session_for
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    key = "session.intra_op.allow_spinning"
+    quiet = session_for(path, threads=2)
+    assert quiet.get_session_options().get_session_config_entry(key) == "0"
+    assert (
+        session_for(path, threads=2, spin=True).get_session_options().get_session_config_entry(key)
+        == "1"
+    )
+    out = quiet.run(["y"], {"x": np.array([-1.0, 2.0], dtype=np.float32)})[0]
+    assert out.tolist() == [0.0, 2.0]
