@@ -272,7 +272,9 @@ def test_long_text_chunk_averages_window_logits(tiny):
     windows = [f for f in features if f["example_index"] == 0]
     assert len(windows) >= 3 and all(len(f["input_ids"]) <= 16 for f in windows)
     assert [f["example_index"] for f in features].count(1) == 1
-    outputs, _ = compute_outputs(run.model, run.task, run.tokenizer, features, batch_size=8)
+    outputs, _ = compute_outputs(
+        run.model, run.task, run.tokenizer, features, batch_size=8, precision=run.precision
+    )
     mean = np.mean(
         [o["logits"] for o, f in zip(outputs, features) if f["example_index"] == 0], axis=0
     )
