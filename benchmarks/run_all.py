@@ -793,9 +793,10 @@ def packing_section(packing: dict, results: dict, info: dict) -> list[str]:
             f"- technique, packing: best `{mode}` on {task}, {span(ratio, unit='×')} the padded "
             "steps: "
             + (
-                "it pays here"
+                "it pays here (faster in every round)"
                 if ratio["min"] > 1.0
-                else "it does not pay here, so tunekit has no packing option"
+                else "it does not pay here (not faster in every round), so tunekit has no "
+                "packing option"
             )
         )
     return lines + [""]

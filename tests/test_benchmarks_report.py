@@ -311,8 +311,13 @@ def test_packing_rows_say_whether_it_pays(bench):
     slower = {"ner": [packing_run(10.0, 12.5), packing_run(10.0, 11.0), packing_run(10.0, 10.0)]}
     text = run_all.report({"packing": slower, "shape": SHAPE}, INFO, "cmd", True, {})
     assert "| ner | packed 128 | 11.0 (10.0–12.5) | 95.0 % | 0.91× (0.80–1.00) | 0.0e+00 |" in text
-    assert "it does not pay here, so tunekit has no packing option" in text
+    assert (
+        "it does not pay here (not faster in every round), so tunekit has no packing option" in text
+    )
     faster = {"ner": [packing_run(10.0, 8.0, 1e-7)] * 3}
     text = run_all.report({"packing": faster, "shape": SHAPE}, INFO, "cmd", True, {})
-    assert "best `packed 128` on ner, 1.25× (1.25–1.25) the padded steps: it pays here" in text
+    assert (
+        "best `packed 128` on ner, 1.25× (1.25–1.25) the padded steps: it pays here (faster in every round)"
+        in text
+    )
     assert "| 1.0e-07 |" in text
