@@ -36,6 +36,7 @@ ceiling is wrong then, and the page says so).
     python benchmarks/run_all.py            # the documented sizes (~1 h on 2 idle cores)
     python benchmarks/run_all.py --quick    # small sizes, a sanity check
     python benchmarks/run_all.py --only train,inference --out /tmp/bench.md --json /tmp/bench.json
+    python benchmarks/run_all.py --only ceiling,train,inference --tasks classify --train-rows 800 --texts 1500
 """
 
 from __future__ import annotations
@@ -1012,6 +1013,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="rounds per side (≥ 3)")
     parser.add_argument(
+        "--texts", type=int, default=None, help="texts of the inference section (else the size's)"
+    )
+    parser.add_argument(
         "--train-rows", type=int, default=None, help="training rows of every task (else the size's)"
     )
     parser.add_argument(
@@ -1117,8 +1121,9 @@ def main() -> None:
             elif section == "packing":
                 results["packing"] = run_packing(sizes["packing"], repeats, log)
             elif section == "inference":
+                inference = {**sizes["inference"], **({"texts": args.texts} if args.texts else {})}
                 results["inference"] = run_inference(
-                    sizes["inference"], repeats, bf16, bundle, log, keep=keep
+                    inference, repeats, bf16, bundle, log, keep=keep
                 )
             elif section == "strategies":
                 results["strategies"] = run_strategies(sizes["strategies"])
