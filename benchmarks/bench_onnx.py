@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +53,9 @@ def main() -> None:
 
     info = machine_info()
     print("machine:", cpu_line(info))
-    print("note: a 2-core machine shared with other jobs; figures measured under load")
+    load = load_average()
+    if load and load[0] > (os.cpu_count() or 1) / 2:
+        print(f"note: load average {load[0]} on {os.cpu_count()} CPUs: figures measured under load")
     train, held_out = rt_split(args.train, args.held_out)
     if args.bundle:
         run = tunekit.load(args.bundle, device="cpu")
