@@ -168,24 +168,38 @@ def minilm_shape() -> dict:
         "matmul_params": total - embeddings,
         "layers": config.num_hidden_layers,
         "hidden": config.hidden_size,
+        "intermediate": config.intermediate_size,
     }
 
 
-def model_flops(lengths: list[int], shape: dict, *, training: bool) -> float:
+def model_flops(
+    lengths: list[int], shape: dict, *, training: bool, first_token: bool = False
+) -> float:
     """Model FLOPs over sequences of these token *lengths* (no padding counted):
     2·params·tokens forward plus attention's QKᵀ and AV (4·layers·hidden·L² per sequence);
-    training is 3× the forward (backward ≈ 2× forward), i.e. the usual 6·params·tokens."""
+    training is 3× the forward (backward ≈ 2× forward), i.e. the usual 6·params·tokens.
+
+    *first_token*: the last layer ran for the first position only (tunekit's CLS-head
+    path): its query, attention-output and FFN products (2·h² + 2·h·ffn weights) and its
+    attention (1 × L instead of L × L) are counted for one row, the keys and values for all
+    L, so the figure is the work that path does, not the full model's."""
     tokens = sum(lengths)
     attention = 4 * shape["layers"] * shape["hidden"] * sum(n * n for n in lengths)
     forward = 2 * shape["matmul_params"] * tokens + attention
+    if first_token:
+        h = shape["hidden"]
+        per_row = 2 * h * h + 2 * h * shape.get("intermediate", 4 * h)  # Q, O, FFN in + out
+        forward -= sum(2 * per_row * (n - 1) + 4 * h * (n * n - n) for n in lengths)
     return float(3 * forward if training else forward)
 
 
-def executed_flops(batches: list[list[int]], shape: dict, *, training: bool) -> float:
+def executed_flops(
+    batches: list[list[int]], shape: dict, *, training: bool, first_token: bool = False
+) -> float:
     """FLOPs the hardware executed over these batch shapes ``[[rows, padded_length], ...]``:
     :func:`model_flops` with every row counted at its batch's padded length."""
     lengths = [n for rows, n in batches for _ in range(rows)]
-    return model_flops(lengths, shape, training=training)
+    return model_flops(lengths, shape, training=training, first_token=first_token)
 
 
 class CeilingError(ValueError):

@@ -28,7 +28,8 @@ covers). Targets are judged against the *best* anchor: the fastest of the anchor
 settings by median.
 
 Model FLOPs: 6·params·tokens for training, 2·params·tokens for inference, plus attention,
-embedding tables excluded. *Useful* FLOPs count real tokens; *executed* FLOPs count every
+embedding tables excluded; for a side that ran tunekit's CLS-only last layer, that layer's
+skipped rows are not counted. *Useful* FLOPs count real tokens; *executed* FLOPs count every
 row at its batch's padded length (the batch shapes each side's encoder saw). MFU = FLOPs /
 seconds / the ceiling of the same precision; an MFU above 100 % is never printed (the
 ceiling is wrong then, and the page says so).
@@ -172,6 +173,12 @@ def train_sides(task: str, bf16: bool) -> dict[str, list[str]]:
 #: tasks whose benchmark head reads the CLS row only (the pooler head), where tunekit runs
 #: the last layer for that row alone; ``tunekit all positions`` switches that off
 FIRST_TOKEN_TASKS = ("classify", "sts")
+
+
+def first_token_side(task: str, name: str) -> bool:
+    """Whether side *name* of *task* ran tunekit's first-token last layer (its FLOPs are
+    counted for that path: :func:`machine.model_flops` ``first_token``)."""
+    return task in FIRST_TOKEN_TASKS and name.startswith("tunekit") and "all positions" not in name
 
 
 #: compile probes: name → (bench_train.py arguments, the eager side it is compared with)
@@ -480,7 +487,6 @@ def train_section(
     task: str, data: dict, results: dict, peak: dict, info: dict, checks
 ) -> list[str]:
     runs, sz, shape = data["runs"], data["sizes"], results["shape"]
-    useful = model_flops(data["lengths"], shape, training=True)
     real_tokens = sum(data["lengths"])
     metric = next(r["metric_name"] for rs in runs.values() for r in rs)
     lines = [
@@ -510,16 +516,18 @@ def train_section(
         stats[name] = {"fit": fit, "quality": quality}
         precision = rs[0]["precision"]
         shapes = next((r["batch_shapes"] for r in rs if r.get("batch_shapes")), None)
+        first = first_token_side(task, name)
         if shapes:
-            executed = executed_flops(shapes, shape, training=True)
+            executed = executed_flops(shapes, shape, training=True, first_token=first)
             efficiency = real_tokens / sum(b * n for b, n in shapes)
             exec_cell = mfu_cell(executed, loop["median"], peak, precision)
         else:
             efficiency, exec_cell = None, "–"
+        mine = model_flops(data["lengths"], shape, training=True, first_token=first)
         lines.append(
             f"| {name} | {span(fit)} | {span(loop)} | {rs[0]['samples'] / fit['median']:.1f} | "
             f"{mean_std(quality)} | {spread([r['peak_rss_mb'] for r in rs])['median']:.0f} | "
-            f"{pct(efficiency)} | {mfu_cell(useful, loop['median'], peak, precision)} | {exec_cell} |"
+            f"{pct(efficiency)} | {mfu_cell(mine, loop['median'], peak, precision)} | {exec_cell} |"
         )
     lines.append("")
     for precision in ("fp32", "bf16"):
@@ -588,7 +596,11 @@ def train_section(
         loop16 = spread([x["loop_seconds"] for x in runs["tunekit bf16"]])["median"]
         if task == "classify":
             try:
-                value = mfu(useful, loop16, peak["bf16"]) if "bf16" in peak else None
+                done = model_flops(
+                    data["lengths"], shape, training=True,
+                    first_token=first_token_side(task, "tunekit bf16"),
+                )  # fmt: skip
+                value = mfu(done, loop16, peak["bf16"]) if "bf16" in peak else None
                 shown = pct(value)
                 ok = None if value is None else value >= TARGETS["train_mfu_bf16"]
             except CeilingError:
@@ -689,7 +701,6 @@ def techniques_section(results: dict) -> list[str]:
 
 def inference_section(inf: dict, results: dict, peak: dict, info: dict, checks) -> list[str]:
     runs, shape = inf["runs"], results["shape"]
-    useful = model_flops(inf["lengths_list_for_flops"], shape, training=False)
     real_tokens = sum(inf["lengths_list_for_flops"])
     reference = runs["pipeline default"][0]["labels"]
     lines = [
@@ -712,12 +723,16 @@ def inference_section(inf: dict, results: dict, peak: dict, info: dict, checks) 
         secs = spread([r["seconds"] for r in rs])
         precision = rs[0]["precision"]
         shapes = rs[0].get("batch_shapes")
-        executed = executed_flops(shapes, shape, training=False) if shapes else None
+        first = first_token_side("classify", name)  # the inference bundle has the CLS head
+        executed = (
+            executed_flops(shapes, shape, training=False, first_token=first) if shapes else None
+        )
+        mine = model_flops(inf["lengths_list_for_flops"], shape, training=False, first_token=first)
         agree = min(sum(a == b for a, b in zip(r["labels"], reference)) for r in rs)
         lines.append(
             f"| {name} | {span(secs)} | {inf['texts'] / secs['median']:.1f} | "
             f"{pct(real_tokens / sum(b * n for b, n in shapes)) if shapes else '–'} | "
-            f"{mfu_cell(useful, secs['median'], peak, precision)} | "
+            f"{mfu_cell(mine, secs['median'], peak, precision)} | "
             f"{mfu_cell(executed, secs['median'], peak, precision) if executed else '–'} | "
             f"{agree} / {inf['texts']} |"
         )

@@ -42,6 +42,29 @@ def test_model_flops(bench):
     assert machine.model_flops([10, 20], SHAPE, training=True) == 3 * forward
 
 
+def test_first_token_flops_drop_the_last_layers_other_rows(bench):
+    machine, _ = bench
+    h, ffn = 384, 4 * 384
+    full = machine.model_flops([10, 20], SHAPE, training=False)
+    first = machine.model_flops([10, 20], SHAPE, training=False, first_token=True)
+    # the last layer's Q, attention output and FFN (2h² + 2h·ffn weights) for L−1 rows,
+    # and its attention for L² − L pairs, are not computed
+    saved = sum(2 * (2 * h * h + 2 * h * ffn) * (n - 1) + 4 * h * (n * n - n) for n in (10, 20))
+    assert full - first == saved > 0
+    # a one-token sequence has nothing to skip
+    assert machine.model_flops([1], SHAPE, training=True, first_token=True) == (
+        machine.model_flops([1], SHAPE, training=True)
+    )
+    # which sides ran that path: tunekit's classify/sts sides, not "all positions", not the
+    # Trainer, not token tagging
+    run_all = bench[1]
+    assert run_all.first_token_side("classify", "tunekit fp32")
+    assert run_all.first_token_side("sts", "tunekit bf16")
+    assert not run_all.first_token_side("classify", "tunekit all positions fp32")
+    assert not run_all.first_token_side("classify", "hf grouped fp32")
+    assert not run_all.first_token_side("ner", "tunekit fp32")
+
+
 def test_executed_flops_count_padding(bench):
     machine, _ = bench
     # a batch of 2 rows padded to 20 executes two 20-token sequences, whatever their lengths
@@ -178,8 +201,10 @@ def test_report_never_prints_an_mfu_above_100_percent(bench):
     # with an honest ceiling the same cells are numbers
     fine = run_all.report(fake_results(), INFO, "cmd", True, {})
     assert "ceiling wrong" not in fine
-    useful = machine.model_flops([30] * 100, SHAPE, training=True)
-    assert f"{100 * useful / 9.0 / 1000e9:.1f} %" in fine  # loop 9 s at the 1000 GFLOP/s peak
+    # loop 9 s at the 1000 GFLOP/s peak; tunekit's classify side runs the CLS-only last layer,
+    # so its FLOPs are counted for that path, the Trainer's for the full model
+    done = machine.model_flops([30] * 100, SHAPE, training=True, first_token=True)
+    assert f"{100 * done / 9.0 / 1000e9:.1f} %" in fine
 
 
 def test_run_all_refuses_fewer_than_three_rounds():
