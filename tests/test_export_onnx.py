@@ -295,6 +295,65 @@ def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path):
         run.export(tmp_path / "none", format="onnx", quantize="int8")
 
 
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_a_bi_encoder_export_encodes_and_compares_like_the_run(tiny, tmp_path, strategy):
+    """The bi-encoder's export has an embedder graph: OnnxRun.encode / similarity give
+    the PairRun's embeddings and similarities, gated for parity like the pair graph."""
+    run = train(tiny, "pair-bi", strategy)
+    served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
+    parity = served.info["parity"]
+    assert parity["embedder_max_abs_diff"] <= 1e-4 and parity["embedder_min_cosine"] > 0.9999
+    assert served.info["embedder"]["file"] == "embedder.onnx"
+    assert "embedder.onnx" in json.loads((tmp_path / "onnx" / "manifest.json").read_text())["files"]
+    texts = ["good great", "fine superb film", "awful dull", "the plot was boring cast", "lovely"]
+    ours, theirs = run.encode(texts), served.encode(texts)
+    assert theirs.shape == ours.shape and theirs.dtype == np.float32
+    assert np.abs(ours - theirs).max() <= 1e-4
+    assert np.allclose(np.linalg.norm(theirs, axis=-1), 1.0, atol=1e-5)
+    raw = served.encode(texts, normalize=False)
+    assert np.abs(run.encode(texts, normalize=False) - raw).max() <= 1e-4
+    assert served.encode("good great").shape == (ours.shape[1],)
+    queries, docs = ["good great"] * 4, texts[1:]
+    ranks, onnx_ranks = run.similarity(queries, docs), served.similarity(queries, docs)
+    assert np.abs(ranks - onnx_ranks).max() <= 1e-4
+    assert list(np.argsort(-ranks)) == list(np.argsort(-onnx_ranks))
+    assert math.isclose(
+        run.similarity("good great", "awful dull"),
+        served.similarity("good great", "awful dull"),
+        abs_tol=1e-4,
+    )
+    # the pair graph's own similarity is the cosine of the same embeddings
+    pairs_ = [("good great", "fine superb"), ("good great", "awful dull")]
+    for (a, b), prediction in zip(pairs_, served.predict(pairs_)):
+        assert math.isclose(prediction["similarity"], served.similarity(a, b), abs_tol=1e-4)
+    with pytest.raises(tunekit.errors.DataError, match="same length"):
+        served.similarity(["a", "b"], ["c"])
+    with pytest.raises(tunekit.errors.DataError, match="empty"):
+        served.encode(["good", " "])
+
+
+def test_a_cross_encoder_export_has_no_embedder(tiny, tmp_path):
+    run = train(tiny, "pair-cross", "full", epochs=1)
+    served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
+    assert served.info["embedder"] is None
+    assert not (tmp_path / "onnx" / "embedder.onnx").exists()
+    with pytest.raises(tunekit.errors.ConfigError, match="cross-encoder reads both texts"):
+        served.encode(["good great"])
+
+
+def test_an_int8_bi_encoder_quantizes_its_embedder_too(tiny, tmp_path):
+    run = train(tiny, "pair-bi", "full", epochs=4)
+    path = run.export(tmp_path / "int8", format="onnx", quantize="int8", max_drop=100.0)
+    served = tunekit.load(path)
+    quant, size = served.info["quantization"], served.info["size"]
+    print(f"int8 bi-encoder: {quant} {size}")
+    assert size["embedder_int8_bytes"] < size["embedder_fp32_bytes"]
+    assert 0.9 < quant["embedder_min_cosine"] <= quant["embedder_median_cosine"] <= 1.0 + 1e-6
+    texts = ["good great", "awful dull", "fine superb"]
+    cosines = (run.encode(texts) * served.encode(texts)).sum(-1)
+    assert cosines.min() > 0.9  # int8 embeddings point where the fp32 ones do
+
+
 def test_target_must_be_absent_or_empty(tiny, tmp_path):
     run = train(tiny, "classify", "full", epochs=1)
     (tmp_path / "full").mkdir()

@@ -9,6 +9,8 @@ What is written (into a directory that must be absent or empty, atomically)::
     tokenizer/            the tokenizer (save_pretrained layout)
     tunekit_onnx.json     task name, options and label schema, graph inputs/outputs, opset,
                           library versions, the parity (and int8) figures, post-processing
+    embedder.onnx         only for a bi-encoder: one text per row → its pooled embedding
+                          (what ``OnnxRun.encode`` / ``similarity`` run)
     postprocess.py        only when decoding runs outside the graph (CRF Viterbi): a numpy
                           copy of :mod:`tunekit.onnx_postprocess`
     manifest.json         sha256 of every other file
@@ -75,6 +77,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 META_FILE = "tunekit_onnx.json"
 MODEL_FILE = "model.onnx"
+#: a bi-encoder's second graph: one text → its pooled embedding (``OnnxRun.encode``)
+EMBEDDER_FILE = "embedder.onnx"
+#: the inputs an embedder graph may take (what a tokenizer gives for one text)
+EMBEDDER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 POSTPROCESS_FILE = "postprocess.py"
 OPSET = 17
 #: default tolerances of the parity gate
@@ -99,6 +105,29 @@ class _Graph(nn.Module):
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(dict(zip(self.inputs, tensors)))
         return tuple(out[name] for name in self.outputs)
+
+
+class _Embedder(nn.Module):
+    """One text per row → its pooled embedding ``[n, width]``, as a bi-encoder's ``encode``
+    computes it: ``head.embed(model.hidden_states(batch), attention_mask)`` (unnormalized)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hidden = self.model.hidden_states(batch)
+        return {"embedding": self.model.head.embed(hidden, batch.get("attention_mask")).float()}
+
+
+def embedder_of(model: nn.Module) -> nn.Module | None:
+    """The embedder of a model whose head embeds one text at a time (a bi-encoder head's
+    ``embed(hidden, attention_mask)``), else ``None``."""
+    head = getattr(model, "head", None)
+    has_states = callable(getattr(model, "hidden_states", None))
+    return (
+        _Embedder(model).eval() if callable(getattr(head, "embed", None)) and has_states else None
+    )
 
 
 def exportable_model(run: Run) -> nn.Module:
@@ -415,6 +444,9 @@ def export_onnx(
                 ),
             )
         parity["held_out_max_abs_diff"] = held_diff if batches else None
+        embedder = _export_embedder(
+            model, reference_model, tmp, [probe, *batches], parity, opset=opset, optimize=optimize
+        )
         run.tokenizer.save_pretrained(tmp / "tokenizer")
         meta: dict[str, Any] = {
             "format": FORMAT,
@@ -435,6 +467,7 @@ def export_onnx(
             "optimized": fused,
             "quantization": None,
             "postprocess": post,
+            "embedder": embedder,
             "versions": _versions(library_versions()),
         }
         _write_json(tmp / META_FILE, meta)
@@ -476,12 +509,14 @@ def export_onnx(
             logger.warning(
                 "ONNX export: no held-out records (pass records=), so parity was checked on the probe batch only"
             )
-        worst = max(parity["probe_max_abs_diff"], held_diff)
+        embed_diff = parity.get("embedder_max_abs_diff", 0.0)
+        worst = max(parity["probe_max_abs_diff"], held_diff, embed_diff)
         agreement = parity["agreement"]
         if not worst <= atol or (agreement is not None and agreement < min_agreement):
+            embed_note = f", embedder {embed_diff:.3e}" if embedder else ""
             raise ExportError(
                 f"the ONNX graph does not reproduce the run: max |Δ output| {worst:.3e} (probe "
-                f"{parity['probe_max_abs_diff']:.3e}, held-out {held_diff:.3e}; atol={atol:g}), prediction agreement "
+                f"{parity['probe_max_abs_diff']:.3e}, held-out {held_diff:.3e}{embed_note}; atol={atol:g}), prediction agreement "
                 f"{_pct(agreement)} on {parity['held_out_records']} held-out records (min_agreement="
                 f"{min_agreement:g}); nothing was written. Raise atol / lower min_agreement if this is expected, "
                 f"or report the model and task"
@@ -498,6 +533,7 @@ def export_onnx(
                 tmp,
                 held_out,
                 reference,
+                embed_batches=batches if embedder else [],
                 served=served,
                 max_drop=max_drop,
                 sizes=sizes,
@@ -532,30 +568,17 @@ def export_onnx(
     return str(target)
 
 
-def _quantize_int8(
-    run: Run,
-    tmp: Path,
-    held_out: list,
-    reference: list,
-    *,
-    served: Callable[[Any, list], list],
-    max_drop: float,
-    sizes: dict,
-    speed: dict,
-) -> dict[str, Any]:
+def _quantize_file(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the graph at *source* into *target*."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .onnx_runtime import session_for
-
-    fp32_path = tmp / MODEL_FILE
-    int8_path = tmp / ".model.int8.onnx"
     root_level = logging.root.level
     logging.root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
     try:
         quantize_dynamic(
-            str(fp32_path),
-            str(int8_path),
+            str(source),
+            str(target),
             weight_type=QuantType.QInt8,
             per_channel=True,  # one scale per output channel: fewer flipped labels near 0.5
             # shape inference does not type the outputs of onnxruntime's fused operators
@@ -563,6 +586,25 @@ def _quantize_int8(
         )
     finally:
         logging.root.setLevel(root_level)
+
+
+def _quantize_int8(
+    run: Run,
+    tmp: Path,
+    held_out: list,
+    reference: list,
+    *,
+    embed_batches: Sequence[Mapping[str, torch.Tensor]] = (),
+    served: Callable[[Any, list], list],
+    max_drop: float,
+    sizes: dict,
+    speed: dict,
+) -> dict[str, Any]:
+    from .onnx_runtime import session_for
+
+    fp32_path = tmp / MODEL_FILE
+    int8_path = tmp / ".model.int8.onnx"
+    _quantize_file(fp32_path, int8_path)
     sizes["int8_bytes"] = int8_path.stat().st_size
     int8_session = session_for(int8_path)
     reference_metrics = run.task.metrics(reference, held_out)
@@ -590,8 +632,92 @@ def _quantize_int8(
             f"({ref:.4f} → {got:.4f}; max_drop={max_drop:g}; label agreement {_pct(figures['agreement'])}); "
             f"nothing was written. Export fp32 (quantize=None) or raise max_drop"
         )
+    if embed_batches:
+        # the bi-encoder's embedder graph is quantized the same way; its embeddings are
+        # compared with the fp32 graph's (the metric gate above covers the same encoder)
+        embed_fp32, embed_int8 = tmp / EMBEDDER_FILE, tmp / ".embedder.int8.onnx"
+        _quantize_file(embed_fp32, embed_int8)
+        sizes["embedder_fp32_bytes"] = embed_fp32.stat().st_size
+        sizes["embedder_int8_bytes"] = embed_int8.stat().st_size
+        cosines = _embedding_cosines(
+            session_for(embed_fp32), session_for(embed_int8), embed_batches
+        )
+        figures["embedder_min_cosine"] = float(cosines.min())
+        figures["embedder_median_cosine"] = float(np.median(cosines))
+        os.replace(embed_int8, embed_fp32)
     os.replace(int8_path, fp32_path)
     return figures
+
+
+def _embedder_feeds(batch: Mapping[str, torch.Tensor], inputs: Sequence[str]) -> dict:
+    return {k: batch[k] for k in inputs}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return (a * b).sum(-1) / np.maximum(norms, 1e-12)
+
+
+def _embedding_cosines(ours: Any, theirs: Any, batches: Sequence[Mapping[str, torch.Tensor]]):
+    """Row cosines of two embedder sessions' outputs over *batches*."""
+    inputs = [i.name for i in ours.get_inputs()]
+    out = []
+    for batch in batches:
+        feeds = _embedder_feeds(batch, inputs)
+        out.append(
+            _cosine(
+                _feed(ours, feeds, ["embedding"])["embedding"],
+                _feed(theirs, feeds, ["embedding"])["embedding"],
+            )
+        )
+    return np.concatenate(out)
+
+
+def _export_embedder(
+    model: nn.Module,
+    reference_model: nn.Module,
+    tmp: Path,
+    batches: Sequence[Mapping[str, torch.Tensor]],
+    parity: dict[str, Any],
+    *,
+    opset: int,
+    optimize: bool,
+) -> dict[str, Any] | None:
+    """For a model whose head embeds one text at a time (a bi-encoder), trace the
+    embedder graph ``embedder.onnx`` (tokenized texts → pooled embedding, unnormalized) and
+    measure it against the run's own model on *batches* (one text per row): the largest
+    |Δ| of an embedding component and the smallest cosine go into *parity*. ``None`` (and
+    nothing written) for any other model."""
+    embedder = embedder_of(model)
+    if embedder is None or not batches:
+        return None
+    inputs = [k for k in EMBEDDER_INPUTS if k in batches[0]]
+    path = tmp / EMBEDDER_FILE
+    trace_to_onnx(embedder, _embedder_feeds(batches[0], inputs), path, opset=opset)
+    fused = _fuse(path, model) if optimize else None
+    from .onnx_runtime import session_for
+
+    session = session_for(path)
+    reference = embedder_of(reference_model)
+    worst, cosines = 0.0, []
+    for batch in batches:
+        feeds = _embedder_feeds(batch, inputs)
+        ours = _torch_outputs(reference, feeds, ["embedding"])
+        theirs = _feed(session, feeds, ["embedding"])
+        worst = max(worst, _max_diff(ours, theirs))
+        cosines.append(_cosine(ours["embedding"], theirs["embedding"]))
+    parity["embedder_max_abs_diff"] = worst
+    parity["embedder_min_cosine"] = float(np.concatenate(cosines).min())
+    head = model.head
+    return {
+        "file": EMBEDDER_FILE,
+        "inputs": inputs,
+        "output": "embedding",
+        "width": int(theirs["embedding"].shape[-1]),
+        "pooling": getattr(head, "pooling", None),
+        "optimized": fused,
+    }
 
 
 def _gate_metric(task: Any, metrics: Mapping[str, float]) -> tuple[str, bool]:

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError
+import numpy as np
+
+from .errors import ConfigError, DataError, ExportError
 from .onnx_runtime import (
     META_FILE,
     MODEL_FILE,
     decode_records,
+    embed_texts,
     session_for,
     task_from_info,
     verify_export,
@@ -38,8 +42,9 @@ class OnnxRun(Run):
 
     ``predict()`` / ``evaluate()`` behave as the bundle's (``evaluate`` reports the task's
     metrics, not ``eval_loss``). ``info`` is the export's ``tunekit_onnx.json`` (parity
-    and int8 figures, versions). Training-side methods (``save``, ``export``, task
-    extras such as a bi-encoder's ``encode``) are not available.
+    and int8 figures, versions). A bi-encoder's export also has :meth:`encode` and
+    :meth:`similarity` (through its embedder graph), as its ``PairRun`` has. Training-side
+    methods (``save``, ``export``, other task extras) are not available.
 
     Example::
 
@@ -48,11 +53,21 @@ class OnnxRun(Run):
         serving.predict("a dull, lifeless mess")
     """
 
-    def __init__(self, *, session: Any, info: dict[str, Any], path: Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        session: Any,
+        info: dict[str, Any],
+        path: Path,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model=None, strategy=None, **kwargs)  # type: ignore[arg-type]
         self.session = session
         self.info = info
         self.path = path
+        self._threads = threads
+        self._embedder: Any = None
 
     @classmethod
     def from_directory(
@@ -77,6 +92,7 @@ class OnnxRun(Run):
             session=session_for(root / model_file, threads=threads),
             info=info,
             path=root,
+            threads=threads,
             task=task_from_info(info, where=root),
             tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False),
             training=training,
@@ -108,6 +124,66 @@ class OnnxRun(Run):
             options=options,
         )
         return predictions, None
+
+    def encode(
+        self, texts: str | Sequence[str], *, batch_size: int | None = None, normalize: bool = True
+    ) -> np.ndarray:
+        """Embeddings ``[len(texts), width]`` (float32; unit length when *normalize*) from
+        a bi-encoder export's embedder graph, as ``PairRun.encode`` gives them; a single
+        string gives one vector ``[width]``.
+
+        Example::
+
+            serving = tunekit.load("out/bi-encoder-onnx")
+            serving.encode(["how old are you", "what is your age"]).shape   # (2, 384)
+        """
+        embedder = self.info.get("embedder")
+        if not embedder:
+            raise ConfigError(
+                f"encode() needs a bi-encoder export with an embedder graph, and this {self.task.name!r} export "
+                f"({self.path}) has none: a cross-encoder reads both texts together (use predict(pairs)); a "
+                f"bi-encoder exported by an older tunekit: export it again"
+            )
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"encode input {i} is empty or not a string ({text!r})")
+        if self._embedder is None:
+            self._embedder = session_for(self.path / embedder["file"], threads=self._threads)
+        out = embed_texts(
+            self._embedder,
+            self.tokenizer,
+            texts,
+            max_length=self.training.max_length,
+            batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
+            normalize=normalize,
+        )
+        return out[0] if single else out
+
+    def similarity(
+        self, a: str | Sequence[str], b: str | Sequence[str], *, batch_size: int | None = None
+    ) -> Any:
+        """Cosine similarity of the embeddings of *a* and *b* (``PairRun.similarity``): two
+        strings give a float, two equally long lists one value per position (an array).
+
+        Example::
+
+            serving.similarity("how old are you", "what is your age")   # 0.93
+        """
+        if isinstance(a, str) != isinstance(b, str):
+            raise DataError(
+                "similarity(a, b) takes two strings or two lists of strings of the same length"
+            )
+        if isinstance(a, str):
+            return float(self.encode([a, b], batch_size=batch_size).prod(0).sum())
+        a, b = list(a), list(b)
+        if len(a) != len(b):
+            raise DataError(
+                f"similarity(a, b) got {len(a)} and {len(b)} texts; pass lists of the same length"
+            )
+        vectors = self.encode(a + b, batch_size=batch_size)
+        return (vectors[: len(a)] * vectors[len(a) :]).sum(-1)
 
     def save(self, path: str | os.PathLike, **options: Any) -> str:
         raise ExportError(

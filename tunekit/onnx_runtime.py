@@ -232,6 +232,42 @@ def session_outputs(
     return results
 
 
+def embed_texts(
+    session: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int,
+    normalize: bool = True,
+) -> np.ndarray:
+    """``[len(texts), width]`` float32 embeddings from an export's embedder graph
+    (``embedder.onnx``): each text tokenized alone (truncated at *max_length*), batched
+    longest first, unit length when *normalize*.
+
+    Example::
+
+        vectors = embed_texts(session_for("out/onnx/embedder.onnx"), tokenizer, ["a", "b"],
+                              max_length=128, batch_size=64)
+    """
+    declared = [i.name for i in session.get_inputs()]
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    keys = [k for k in declared if k in enc]
+    order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
+    rows: list[np.ndarray | None] = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        padded = tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="np")
+        feeds = {k: np.asarray(padded[k], dtype=np.int64) for k in keys}
+        vectors = run_session(session, feeds, ["embedding"])["embedding"].astype(np.float32)
+        if normalize:
+            norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)  # torch.nn.functional.normalize's eps
+        for j, i in enumerate(idx):
+            rows[i] = vectors[j]
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
 def _postprocess(post: Mapping[str, Any], raw: Mapping[str, np.ndarray], batch: Mapping[str, Any]):
     from .onnx_postprocess import POSTPROCESSORS
 
