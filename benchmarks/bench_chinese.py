@@ -130,6 +130,15 @@ def peoples_daily(train: int, test: int, max_length: int, tokenizer) -> tuple[li
     return rows, kept, len(held) - len(kept)
 
 
+def majority_baseline(train: list[dict], test: list[dict]) -> float:
+    """Word accuracy of tagging every test word with the most frequent training tag."""
+    from collections import Counter
+
+    top = Counter(t for s in train for t in s["tags"]).most_common(1)[0][0]
+    words = [t for s in test for t in s["tags"]]
+    return sum(t == top for t in words) / len(words)
+
+
 def tag_scores(gold: list[list[str]], predicted: list[list[str | None]]) -> dict:
     """Word accuracy and macro-F1 over the gold tags (scikit-learn), the same on both sides;
     a word without a prediction counts as wrong."""
@@ -227,9 +236,31 @@ def _common(args, *, mlm: bool = False) -> dict:
         seed=args.seed,
         precision=args.precision,  # not "auto": bf16 on a CPU with AMX, the Trainer's is fp32
         progress=False,
-        # every encoder layer trains, the embeddings (96 M of the 117 M parameters) do not
-        **(dict(strategy="top-k", k=E5_LAYERS) if args.freeze_embeddings else {}),
+        **_strategy(args),
     )
+
+
+def _strategy(args) -> dict:
+    """tunekit's side of ``--strategy`` / ``--freeze-embeddings``."""
+    if args.strategy == "frozen":  # the encoder frozen (eval mode), only the head trains
+        return dict(strategy="frozen")
+    if args.freeze_embeddings:  # every encoder layer trains, the embeddings (96 M) do not
+        return dict(strategy="top-k", k=E5_LAYERS)
+    return {}
+
+
+#: the Trainer side of ``--strategy frozen``: the encoder's dropout off, as tunekit runs a
+#: frozen encoder in eval mode; the head's dropout stays 0.1 on both sides
+NO_ENCODER_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def freeze_encoder(model) -> int:
+    """The Trainer side of ``--strategy frozen``: every parameter but the head's
+    (``classifier.*``) frozen, as tunekit's ``frozen`` strategy; the parameters left to
+    train."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("classifier."))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def freeze_embeddings(model) -> int:
@@ -276,12 +307,22 @@ def tunekit_side(args) -> dict:
         fit = time.perf_counter() - start
         scores = tag_scores([r["tags"] for r in test], run.predict([r["tokens"] for r in test]))
         result = {"metric_name": "accuracy", "metric": scores["accuracy"], **scores}
-        result["dropped"] = dropped
+        result.update(dropped=dropped, majority_baseline=majority_baseline(train, test))
     else:
         from transformers import AutoTokenizer
 
         corpus = name_corpus(args.repeats)
         tok = AutoTokenizer.from_pretrained(resolve_model(MODEL)[1])
+        # "before", off the clock: the same seed's initialisation (the fresh tied head),
+        # through the public API as a run of one batch at learning rate 1e-30 (an AdamW step
+        # that small leaves every fp32 weight as it was)
+        untrained = tunekit.finetune(
+            task="fill-mask", model=MODEL, data=corpus[: args.batch_size], eval_split=0,
+            whole_word_masking=True, **{**_common(args, mlm=True), "epochs": 1,
+                                        "learning_rate": 1e-30},
+        )  # fmt: skip
+        before = _fill_mask_tunekit(untrained, tok)
+        del untrained
         start = time.perf_counter()
         with recorder:
             run = tunekit.finetune(
@@ -289,7 +330,12 @@ def tunekit_side(args) -> dict:
                 whole_word_masking=True, **_common(args, mlm=True),
             )  # fmt: skip
         fit = time.perf_counter() - start
-        result = {"metric_name": "cloze top-1 pieces", **_fill_mask_tunekit(run, tok)}
+        result = {
+            "metric_name": "cloze top-1 pieces",
+            "before": before["after"],
+            "before_predictions": before["after_predictions"],
+            **_fill_mask_tunekit(run, tok),
+        }
         result["metric"] = result["after"]["top1_pieces"]
     result.update(
         fit_seconds=round(fit, 1),
@@ -320,7 +366,7 @@ class MeanPoolClassifier:
     initialisation, as tunekit's head), cross-entropy loss. Built by ``__new__`` so that
     torch is imported only on the Trainer side."""
 
-    def __new__(cls, path: str, num_labels: int, *, dropout: float = 0.1):
+    def __new__(cls, path: str, num_labels: int, *, dropout: float = 0.1, **encoder_options):
         import torch
         from transformers import AutoModel
         from transformers.modeling_outputs import SequenceClassifierOutput
@@ -328,7 +374,9 @@ class MeanPoolClassifier:
         class _MeanPool(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+                self.encoder = AutoModel.from_pretrained(
+                    path, add_pooling_layer=False, **encoder_options
+                )
                 self.config = self.encoder.config
                 self.dropout = torch.nn.Dropout(dropout)
                 self.classifier = torch.nn.Linear(self.config.hidden_size, num_labels)
@@ -374,13 +422,18 @@ def hf_side(args) -> dict:
         train, test, dropped = peoples_daily(
             args.train, args.test, args.max_length, AutoTokenizer.from_pretrained(path)
         )
+    encoder_options = NO_ENCODER_DROPOUT if args.strategy == "frozen" else {}
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(path)
     if args.bench == "sentiment":
         labels = sorted({r["label"] for r in train})
         if args.head == "mean":
-            model = MeanPoolClassifier(path, len(labels), dropout=HEADS["mean"]["dropout"])
+            model = MeanPoolClassifier(
+                path, len(labels), dropout=HEADS["mean"]["dropout"], **encoder_options
+            )
         else:
+            if args.strategy == "frozen":
+                raise SystemExit("--strategy frozen: only with --head mean on sentiment")
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, num_labels=len(labels), id2label=dict(enumerate(labels)),
                 label2id={x: i for i, x in enumerate(labels)},
@@ -399,7 +452,8 @@ def hf_side(args) -> dict:
         labels = sorted({t for r in train for t in r["tags"]})
         model = AutoModelForTokenClassification.from_pretrained(
             path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={x: i for i, x in enumerate(labels)},
+            label2id={x: i for i, x in enumerate(labels)}, classifier_dropout=0.1,
+            **encoder_options,
         )  # fmt: skip
 
         def dataset(rows):  # run_ner.py-style alignment
@@ -407,7 +461,11 @@ def hf_side(args) -> dict:
 
         collator = DataCollatorForTokenClassification(tok)
     train_ds = dataset(train)
-    trainable = freeze_embeddings(model) if args.freeze_embeddings else None
+    trainable = None
+    if args.strategy == "frozen":
+        trainable = freeze_encoder(model)
+    elif args.freeze_embeddings:
+        trainable = freeze_embeddings(model)
     targs = _hf_training_args(args)
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
     loop_start = time.perf_counter()
@@ -435,6 +493,7 @@ def hf_side(args) -> dict:
             [[labels[i] for i in gold[where]]], [[labels[i] for i in predicted[where]]]
         )
         result.update(metric=scores["accuracy"], **scores, dropped=dropped)
+        result["majority_baseline"] = majority_baseline(train, test)
     result.update(
         fit_seconds=round(fit, 1),
         loop_seconds=round(loop, 1),
@@ -559,6 +618,13 @@ def main() -> None:
         "--freeze-embeddings",
         action="store_true",
         help="both sides: embeddings frozen, all layers train (tunekit strategy='top-k', k=12)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("full", "frozen"),
+        default="full",
+        help="both sides: 'frozen' = encoder frozen without dropout, only the head trains "
+        "(tunekit strategy='frozen'; the Trainer's model with every non-head parameter frozen)",
     )
     parser.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="both sides (autocast)"
