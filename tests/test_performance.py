@@ -78,6 +78,16 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32(tiny):
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
     # bf16 predict runs under autocast too and agrees with the trained model's own eval
     assert bf16.evaluate(test)["accuracy"] == pytest.approx(acc16)
+    # the trainer's autocast was a context of its steps: the model handed back, called
+    # directly, is the fp32 network (a forward left wrapped in autocast would differ)
+    batch = dict(bf16.tokenizer([r["text"] for r in test[:8]], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        direct = bf16.model(batch)["logits"]
+        plain = type(bf16.model).forward(bf16.model, batch)["logits"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_bf16 = bf16.model(batch)["logits"].float()
+    assert direct.dtype == torch.float32 and torch.equal(direct, plain)
+    assert not torch.equal(direct, under_bf16)
 
 
 def test_bf16_on_a_cpu_without_native_support_warns(monkeypatch):

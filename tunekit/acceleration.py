@@ -8,11 +8,8 @@ session) may train several models with different precisions one after the other.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -109,42 +106,6 @@ def make_accelerator(config: TrainingConfig) -> tuple[Any, str]:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     return accelerator, precision
-
-
-def autocast_context(precision: str, device: torch.device) -> Callable[[], Any]:
-    """A factory of the autocast context for *precision* (a no-op for fp32)."""
-    if precision not in DTYPES:
-        return contextlib.nullcontext
-    return functools.partial(torch.autocast, device_type=device.type, dtype=DTYPES[precision])
-
-
-def autocast_forward(module: torch.nn.Module, precision: str, device: torch.device) -> None:
-    """Run *module*'s forward under autocast for *precision*, outputs back in fp32 (what
-    accelerate's ``mixed_precision`` does to a prepared model). Idempotent; fp32: nothing."""
-    if precision not in DTYPES or getattr(module.forward, "_tunekit_precision", None):
-        return
-    from accelerate.utils import convert_to_fp32
-
-    eager = module.forward
-    context = autocast_context(precision, device)
-
-    @functools.wraps(eager)
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        with context():
-            outputs = eager(*args, **kwargs)
-        return convert_to_fp32(outputs)
-
-    forward._tunekit_precision = precision  # type: ignore[attr-defined]
-    module.forward = forward
-
-
-def drop_autocast_forward(module: torch.nn.Module) -> None:
-    """Undo :func:`autocast_forward`: *module*'s own forward again. A trained run's model
-    is handed over without it, so that it computes in fp32 when called directly (exports,
-    a copy, a bundle loaded back) and in the run's precision only where tunekit applies
-    it (``predict``, ``evaluate``)."""
-    if getattr(module.__dict__.get("forward"), "_tunekit_precision", None):
-        del module.forward
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .acceleration import drop_autocast_forward
 from .assembly import build_run, check_max_length, load_backbone
 from .atomic import check_save_target, check_writable_directory
 from .config import TrainingConfig, build_config, split_options
@@ -161,7 +160,6 @@ def finetune(
     run.eval_records = eval_records  # held-out records for run.export(format="onnx")'s gates
     if eval_features:
         run.metrics, _ = trainer.evaluate(eval_features, eval_records)
-    drop_autocast_forward(run.model)  # predict() applies run.precision itself
     if training.output_dir:
         run.bundle_path = run.save(Path(training.output_dir) / "bundle")
         if not training.keep_checkpoints_after_training:

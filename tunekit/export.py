@@ -30,7 +30,6 @@ import attrs
 import torch
 from torch import nn
 
-from .acceleration import drop_autocast_forward
 from .atomic import EXPORT_RECORD
 from .errors import ConfigError, ExportError
 from .head import MLPHead
@@ -123,9 +122,10 @@ def hf_export(run: Run) -> HFExport:
             f"exported to transformers ({exc}). Train with strategy='lora' (or another mergeable adapter) or 'full'"
         ) from exc
     model = copy.deepcopy(model) if model is run.model else model
-    # a copy taken before or during training still carries the trainer's autocast forward
-    # wrapper, which calls the original's forward: the export is of the fp32 network itself
-    drop_autocast_forward(model)
+    for module in model.modules():
+        # compile=True leaves a compiled forward on the instance, bound to the original
+        # module: the copy must run its own
+        module.__dict__.pop("forward", None)
     model.eval()
     if type(model.representation) is not LastHiddenState:
         raise ExportError(

@@ -23,6 +23,54 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+class TaskOutputs:
+    """A :func:`map_batches` forward for a task: ``call(batch)`` under *context* (an
+    autocast: the model runs in the run's precision), its outputs made fp32 before anything
+    reads them; the loss summed over the features when *with_loss* (outside the autocast,
+    as in training); ``task.batch_outputs`` in fp32 as the rows. ``call`` may pop extra keys
+    from the batch (an ``index_key``) before the model sees it. :func:`compute_outputs` and
+    the trainer's evaluation both run it."""
+
+    def __init__(
+        self,
+        task: Task,
+        call: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+        *,
+        context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        with_loss: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.task, self.call, self.context = task, call, context
+        self.with_loss, self.on_batch = with_loss, on_batch
+        self.loss_total, self.loss_n = 0.0, 0
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with self.context():
+            outputs = fp32_outputs(self.call(batch))
+        n = len(next(iter(batch.values())))
+        if self.with_loss:
+            self.loss_total += float(self.task.loss(outputs, batch)) * n
+            self.loss_n += n
+        if self.on_batch is not None:  # progress: n more features done
+            self.on_batch(n)
+        return fp32_outputs(self.task.batch_outputs(outputs, batch))
+
+    @property
+    def mean_loss(self) -> float | None:
+        """The mean loss per feature so far (``None`` without labels or features)."""
+        return self.loss_total / self.loss_n if self.loss_n else None
+
+
+def fp32_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """*outputs* with every floating tensor as fp32 (the same tensor when it is fp32
+    already): what a forward under autocast hands on, so that losses and decoding read
+    fp32."""
+    return {
+        k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+        for k, v in outputs.items()
+    }
+
+
 #: records encoded, run and decoded at a time by ``predict()`` / ``evaluate()`` (the
 #: features and kept outputs of one chunk are in memory at once)
 RECORDS_PER_CHUNK = 2048
@@ -110,27 +158,19 @@ def compute_outputs(
     device = next(model.parameters()).device
     if device.type == "cpu":
         configure_threads()
-    loss_total, loss_n = 0.0, 0
-
-    def forward(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        nonlocal loss_total, loss_n
-        outputs = model(batch)
-        n = len(next(iter(batch.values())))
-        if with_loss:
-            loss_total += float(task.loss(outputs, batch)) * n
-            loss_n += n
-        if on_batch is not None:  # progress: n more features done
-            on_batch(n)
-        kept = task.batch_outputs(outputs, batch)
-        return {k: v.float() if v.is_floating_point() else v for k, v in kept.items()}
-
+    forward = TaskOutputs(
+        task,
+        model,
+        context=lambda: autocast_for(device, precision),
+        with_loss=with_loss,
+        on_batch=on_batch,
+    )
     results = map_batches(
         model,
         features,
         forward,
         collate=lambda fs: task.collate(fs, tokenizer),
         batch_size=batch_size,
-        context=lambda: autocast_for(device, precision),
         keep=lambda feature, row: {k: v.numpy() for k, v in row.items()},
     )
-    return results, (loss_total / loss_n if loss_n else None)
+    return results, forward.mean_loss

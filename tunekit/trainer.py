@@ -20,8 +20,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from .acceleration import (
-    autocast_context,
-    autocast_forward,
     grad_scaler,
     make_accelerator,
     resolve_precision,
@@ -39,7 +37,7 @@ from .checkpoint import (
 from .config import TrainingConfig
 from .errors import ConfigError, TrainingError
 from .history import History
-from .inference import map_batches
+from .inference import TaskOutputs, autocast_for, fp32_outputs, map_batches
 from .progress import Progress, format_row, progress_mode
 from .strategy import Strategy
 from .task import Feature, Record, Task
@@ -97,7 +95,6 @@ class Trainer:
             from .hardware import configure_threads
 
             configure_threads(config.num_threads)
-        autocast_forward(model, self.precision, device)
         self.scaler = grad_scaler(self.precision, device)
         self.history = History()
         self.loop = LoopState()
@@ -500,7 +497,7 @@ class Trainer:
             collate=lambda feats: self.task.collate(feats, self.tokenizer),
             batch_size=self.config.eval_batch_size or self.config.batch_size * 2,
             cache_dir=self.strategy.cache_dir,
-            autocast=autocast_context(self.precision, self.accelerator.device),
+            autocast=self._autocast,
             padding_side=getattr(self.tokenizer, "padding_side", "right") or "right",
             tag=f"{self.precision}",
         )
@@ -546,11 +543,20 @@ class Trainer:
             module.zero_grad(set_to_none=True)
 
     def _forward(self, model, batch, features, index):
-        """``model(batch)``, or the trainable part on cached encoder features."""
+        """``model(batch)`` in the run's precision (under autocast, the outputs back in fp32
+        so that the loss is computed in fp32), or the trainable part on cached encoder
+        features."""
         cache = getattr(self, "feature_cache", None)
-        if cache is None or index is None:
-            return model(batch)
-        return model(batch, features=cache.batch(features, index, batch))
+        with self._autocast():
+            if cache is None or index is None:
+                outputs = model(batch)
+            else:
+                outputs = model(batch, features=cache.batch(features, index, batch))
+        return fp32_outputs(outputs)
+
+    def _autocast(self):
+        """The autocast context of the run's precision (a no-op for fp32)."""
+        return autocast_for(self.accelerator.device, self.precision)
 
     # ---- evaluation / prediction --------------------------------------------------------
     def outputs(
@@ -569,18 +575,11 @@ class Trainer:
         mine = list(range(acc.process_index, len(features), acc.num_processes))
         positions = torch.tensor(mine, dtype=torch.long)
         has_labels = bool(features) and "labels" in features[0]
-        loss_total, loss_n = 0.0, 0
 
-        def forward(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            nonlocal loss_total, loss_n
-            index = positions[batch.pop("_index")]
-            outputs = self._forward(inner, batch, features, index)
-            if has_labels:
-                loss_total += float(self.task.loss(outputs, batch)) * len(index)
-                loss_n += len(index)
-            kept = self.task.batch_outputs(outputs, batch)
-            return {k: v.float() if v.is_floating_point() else v for k, v in kept.items()}
+        def call(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return self._forward(inner, batch, features, positions[batch.pop("_index")])
 
+        forward = TaskOutputs(self.task, call, with_loss=has_labels)
         rows = map_batches(
             inner,
             [features[i] for i in mine],
@@ -591,6 +590,7 @@ class Trainer:
             grad_mode=torch.no_grad,
             index_key="_index",
         )
+        loss_total, loss_n = forward.loss_total, forward.loss_n
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
