@@ -673,7 +673,10 @@ def main() -> None:
                         "bench_chinese.py", f"--bench={bench}", f"--side={side}",
                         f"--seed={seed}", f"--head={head if head != '-' else 'mean'}", *passed,
                     )  # fmt: skip
-                    result.update(seed=seed, pairing=head, machine=info["cpu"], load_average=load)
+                    result.update(
+                        seed=seed, pairing=head, machine=info["cpu"], load_average=load,
+                        settings=" ".join(passed),
+                    )  # fmt: skip
                     print(json.dumps(result, ensure_ascii=False), flush=True)
                     rows.append(result)
                     if args.out:
@@ -683,15 +686,27 @@ def main() -> None:
 
 
 def summary(rows: list[dict]) -> str:
-    """Per benchmark, pairing and side: the metric's mean ± std over the seeds (and the
-    macro-F1 where there is one), the seconds' median (min-max), the load averages seen."""
-    lines = [
-        f"\n{'bench':10} {'pairing':7} {'side':8} {'n':>2} {'metric mean ± std':>18} "
-        f"{'macro-F1':>15} {'fit s median (min-max)':>24} {'loop s median':>13} {'load 1-min':>11}"
-    ]
-    keys = dict.fromkeys((r["bench"], r["pairing"], r["side"]) for r in rows)
-    for bench, pairing, side in keys:
-        group = [r for r in rows if (r["bench"], r["pairing"], r["side"]) == (bench, pairing, side)]
+    """Per benchmark, settings, pairing and side: the metric's mean ± std over the seeds, the
+    macro-F1 where there is one, the reference (POS: the majority-tag accuracy; fill-mask:
+    the cloze before training), the seconds' median (min-max), the load averages seen."""
+    header = (
+        f"{'bench':10} {'pairing':7} {'side':8} {'n':>2} {'metric mean ± std':>18} "
+        f"{'macro-F1':>15} {'baseline/before':>15} {'fit s median (min-max)':>24} "
+        f"{'loop s median':>13} {'load 1-min':>11}"
+    )
+    lines = []
+    keys = dict.fromkeys((r["bench"], r.get("settings", ""), r["pairing"], r["side"]) for r in rows)
+    settings_seen = None
+    for bench, settings, pairing, side in keys:
+        if (bench, settings) != settings_seen:
+            settings_seen = (bench, settings)
+            lines += ["", f"{bench}: {settings or '(settings not recorded)'}", header]
+        group = [
+            r
+            for r in rows
+            if (r["bench"], r.get("settings", ""), r["pairing"], r["side"])
+            == (bench, settings, pairing, side)
+        ]
         metric = spread([r["metric"] for r in group])
         fit = spread([r["fit_seconds"] for r in group])
         loop = spread([r["loop_seconds"] for r in group])
@@ -699,11 +714,16 @@ def summary(rows: list[dict]) -> str:
         if all("macro_f1" in r for r in group):
             m = spread([r["macro_f1"] for r in group])
             f1 = f"{m['mean']:.3f} ± {m['std']:.3f}"
+        # the majority-tag accuracy depends on the data only (the same for every seed)
+        references = [r["majority_baseline"] for r in group if "majority_baseline" in r] or [
+            r["before"]["top1_pieces"] for r in group if "before" in r
+        ]
+        reference = f"{spread(references)['mean']:.3f}" if references else ""
         loads = [r["load_average"][0] for r in group if r.get("load_average")]
         load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
         lines.append(
             f"{bench:10} {pairing:7} {side:8} {metric['n']:2d} "
-            f"{metric['mean']:8.3f} ± {metric['std']:.3f} {f1:>15} "
+            f"{metric['mean']:8.3f} ± {metric['std']:.3f} {f1:>15} {reference:>15} "
             f"{fit['median']:8.1f} ({fit['min']:.0f}-{fit['max']:.0f}) {loop['median']:13.1f} "
             f"{load:>11}"
         )
