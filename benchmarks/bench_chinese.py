@@ -27,6 +27,8 @@ multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side p
   head to the word embeddings (transformers' ``BertForMaskedLM``: a new dense + GELU +
   LayerNorm transform, decoder = the embedding matrix). Before training that transform is
   random, so "before" measures a head that has never been trained, not e5's knowledge.
+  tunekit's "before" is the same seed's initialisation, through the public API, as a run of
+  one batch at learning rate 1e-30 (off the clock).
 - ``pair``: no Chinese paraphrase or similarity pair set ships in a PyPI package we know
   of (pycorrector's SIGHAN pairs are spelling corrections, near-identical strings), so no
   pair row is measured; see docs/chinese.md.
@@ -34,13 +36,19 @@ multilingual-e5-small (``tunekit[multilingual]``), data and settings, one side p
 Same epochs, batch size, learning rate, warmup ratio, weight decay, max length, precision
 (``--precision``, fp32 by default: tunekit's ``auto`` would pick bf16 autocast on a CPU with
 AMX, the Trainer's default is fp32), trained parameters (``--freeze-embeddings``: the
-embedding table, 96 M of the 117 M parameters, frozen on both sides; every layer trains) and
+embedding table, 96 M of the 117 M parameters, frozen on both sides; every layer trains;
+``--strategy frozen``: the whole encoder frozen with its dropout off, only the head trains —
+tunekit's ``frozen`` strategy, which runs the encoder in eval mode and computes its outputs
+once, against the Trainer's model with every non-head parameter frozen, which recomputes them
+every step: the same network and updates, so comparable quality; the seconds differ by
+design) and
 seeds on both sides (every ``--seeds`` value is a training seed; the data split stays fixed); the Trainer with its length grouping (``train_sampling_strategy=
 "group_by_length"``). *fit seconds*: the whole fit call (model and tokenizer loading,
 tokenization, training) of each side; *loop seconds*: its training loop.
 
     python benchmarks/bench_chinese.py --bench sentiment --train 320 --test 400 --seeds 42,43,44
-    python benchmarks/bench_chinese.py --bench pos --train 320 --test 200 --seeds 42,43,44
+    python benchmarks/bench_chinese.py --bench pos --train 480 --test 200 --epochs 10 \
+        --max-length 48 --learning-rate 2e-2 --strategy frozen --seeds 42,43,44
     python benchmarks/bench_chinese.py --bench pos --side hf --seed 42  # one side, one JSON line
 
 Each (pairing, seed, side) runs in a fresh process, the sides alternating; the driver prints
