@@ -252,6 +252,8 @@ def _strategy(args) -> dict:
     """tunekit's side of ``--strategy`` / ``--freeze-embeddings``."""
     if args.strategy == "frozen":  # the encoder frozen (eval mode), only the head trains
         return dict(strategy="frozen")
+    if args.strategy == "top-k":  # the last k layers and the head train
+        return dict(strategy="top-k", k=args.k)
     if args.freeze_embeddings:  # every encoder layer trains, the embeddings (96 M) do not
         return dict(strategy="top-k", k=E5_LAYERS)
     return {}
@@ -260,6 +262,21 @@ def _strategy(args) -> dict:
 #: the Trainer side of ``--strategy frozen``: the encoder's dropout off, as tunekit runs a
 #: frozen encoder in eval mode; the head's dropout stays 0.1 on both sides
 NO_ENCODER_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def train_top_k(model, k: int) -> int:
+    """The Trainer side of ``--strategy top-k``: the last *k* encoder layers and the head
+    (``classifier.*``) train; embeddings, lower layers and the pooler are frozen, as tunekit's
+    ``top-k`` (dropout stays on in every layer, on both sides); the parameters left to
+    train."""
+    import re
+
+    layers = model.config.num_hidden_layers
+    for name, param in model.named_parameters():
+        found = re.search(r"\.layer\.(\d+)\.", name)
+        top = found is not None and int(found.group(1)) >= layers - k
+        param.requires_grad_(top or name.startswith("classifier."))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def freeze_encoder(model) -> int:
@@ -472,6 +489,8 @@ def hf_side(args) -> dict:
     trainable = None
     if args.strategy == "frozen":
         trainable = freeze_encoder(model)
+    elif args.strategy == "top-k":
+        trainable = train_top_k(model, args.k)
     elif args.freeze_embeddings:
         trainable = freeze_embeddings(model)
     targs = _hf_training_args(args)
@@ -629,11 +648,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--strategy",
-        choices=("full", "frozen"),
+        choices=("full", "frozen", "top-k"),
         default="full",
         help="both sides: 'frozen' = encoder frozen without dropout, only the head trains "
-        "(tunekit strategy='frozen'; the Trainer's model with every non-head parameter frozen)",
+        "(tunekit strategy='frozen'; the Trainer's model with every non-head parameter frozen); "
+        "'top-k' = the last --k layers and the head train (tunekit strategy='top-k')",
     )
+    parser.add_argument("--k", type=int, default=2, help="--strategy top-k: layers that train")
     parser.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="both sides (autocast)"
     )
