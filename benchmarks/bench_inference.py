@@ -16,6 +16,7 @@ the batch shapes the encoder saw (for executed FLOPs, padding included).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 from machine import BatchShapes, emit, mixed_texts, peak_rss_mb, token_lengths
@@ -88,6 +89,13 @@ def main() -> None:
         help="tunekit side: the last layer for every position, not only the CLS row the head "
         "reads, to measure what skipping pays",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="tunekit side: torch.compile the encoder's forward (inductor, dynamic=True, "
+        "freezing) after the eager warm-up, so the compile time is inside the clock (a "
+        "prototype measured for docs/performance.md, not a tunekit option)",
+    )
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
@@ -103,8 +111,16 @@ def main() -> None:
         run.precision = args.precision
         run.model.skip_unread_positions = not args.all_positions
         run.predict(texts[:64], batch_size=args.batch_size)  # warm up, as the pipeline side
-        with recorder:
+        if args.compile:
+            import torch
+            import torch._inductor.config
+
+            torch._inductor.config.freezing = True  # weights as constants: fused, prepacked
+            encoder = run.model.encoder
+        with recorder if not args.compile else contextlib.nullcontext():
             start = time.perf_counter()
+            if args.compile:  # compiled inside the clock: a user pays it
+                encoder.forward = torch.compile(encoder.forward, dynamic=True)
             out = run.predict(texts, batch_size=args.batch_size)
             seconds = time.perf_counter() - start
     else:
@@ -144,10 +160,11 @@ def main() -> None:
             "batch_size": args.batch_size,
             "max_length": args.max_length,
             "seconds": round(seconds, 3),
+            "compiled": args.compile,
             "texts_per_s": round(len(texts) / seconds, 1),
             "labels": [str(r["label"]) for r in out],
             "lengths_list_for_flops": lengths,
-            "batch_shapes": recorder.shapes,
+            "batch_shapes": None if args.compile else recorder.shapes,
             "peak_rss_mb": peak_rss_mb(),
         }
     )
