@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -77,6 +78,50 @@ def configure_threads(num_threads: int | None = None) -> int:
             logger.info("torch threads: %d → %d (CPUs usable here)", torch.get_num_threads(), cap)
             torch.set_num_threads(cap)
     return torch.get_num_threads()
+
+
+#: glibc's ``mallopt`` parameter number for the mmap threshold (``M_MMAP_THRESHOLD``)
+_M_MMAP_THRESHOLD = -3
+#: allocations of this many bytes and more get their own mapping during training
+MMAP_THRESHOLD = 64 * 1024
+_mmap_pinned = False
+
+
+def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Serve allocations of *threshold* bytes and more from their own memory mappings
+    (glibc ``mallopt(M_MMAP_THRESHOLD)``), so that a freed activation buffer goes back to
+    the OS at once; return whether the threshold is pinned for this process.
+
+    By default glibc raises that threshold each time a large block is freed (up to 32 MiB),
+    after which a training step's activation buffers come from the heap; batches of varying
+    lengths leave it fragmented, and memory freed there stays resident. Measured with
+    MiniLM at batch 32 × 64 tokens over one epoch, that doubled the training run's peak
+    RSS (``benchmarks/bench_memory.py``). A pinned threshold changes where memory comes
+    from, never what is computed. It is a process-wide setting that stays after training;
+    a threshold the user set (``MALLOC_MMAP_THRESHOLD_``) is left alone, as is any C
+    library other than glibc (nothing happens; returns False).
+
+    Example::
+
+        pin_mmap_threshold()   # True on Linux/glibc
+    """
+    global _mmap_pinned
+    if _mmap_pinned or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return True
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _mmap_pinned = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):  # pragma: no cover - glibc without mallopt
+        return False
+    if _mmap_pinned:
+        logger.debug("glibc mmap threshold pinned at %d bytes", threshold)
+    return _mmap_pinned
 
 
 def native_bf16() -> bool:
