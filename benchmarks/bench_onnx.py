@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from machine import cpu_line, load_average, machine_info, mixed_texts, rt_split, spread
+
+#: logit-margin bins of the agreement table
+MARGIN_BINS = ((0, 0.25), (0.25, 0.5), (0.5, 1), (1, 2), (2, 4), (4, math.inf))
 
 
 def main() -> None:
@@ -33,6 +37,7 @@ def main() -> None:
         "--save", default=None, help="save the trained bundle here (reuse: --bundle)"
     )
     parser.add_argument("--train", type=int, default=1600, help="training snippets (no --bundle)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (no --bundle)")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out labelled snippets")
     parser.add_argument("--texts", type=int, default=1000, help="mixed-length texts to classify")
     parser.add_argument("--repeats", type=int, default=3)
@@ -64,7 +69,7 @@ def main() -> None:
         # bf16 training (AMX) on short windows keeps this minutes on 2 cores; predictions
         # below are fp32 on every side
         run = tunekit.finetune(
-            task="classify", data=train, eval_split=0, epochs=2, batch_size=32,
+            task="classify", data=train, eval_split=0, epochs=args.epochs, batch_size=32,
             learning_rate=5e-5, max_length=64, precision="bf16", progress=False, **POOLER_HEAD,
         )  # fmt: skip
         print(f"trained on {len(train)} snippets in {time.perf_counter() - start:.0f} s")
@@ -102,9 +107,9 @@ def main() -> None:
             r["label"]
             for r in sorted_pipeline_call(pipe, run.tokenizer, texts, bs, args.max_length)
         ],
-        "run.predict (torch fp32)": lambda: [p["label"] for p in run.predict(texts, batch_size=bs)],
-        "onnx fp32": lambda: [p["label"] for p in fp32.predict(texts, batch_size=bs)],
-        "onnx int8": lambda: [p["label"] for p in int8.predict(texts, batch_size=bs)],
+        "run.predict (torch fp32)": lambda: run.predict(texts, batch_size=bs),
+        "onnx fp32": lambda: fp32.predict(texts, batch_size=bs),
+        "onnx int8": lambda: int8.predict(texts, batch_size=bs),
     }
     warm = texts[:bs]
     pipe(warm, batch_size=bs)
@@ -120,6 +125,8 @@ def main() -> None:
             start = time.perf_counter()
             labels[name] = sides[name]()
             seconds[name].append(time.perf_counter() - start)
+    torch_predictions = labels["run.predict (torch fp32)"]
+    labels = {n: [p["label"] if isinstance(p, dict) else p for p in v] for n, v in labels.items()}
     results = {
         name: {"labels": labels[name], "rates": spread([len(texts) / s for s in seconds[name]])}
         for name in sides
@@ -139,6 +146,23 @@ def main() -> None:
             f"{name:28} {rates['median']:10.1f} [{rates['min']:7.1f}-{rates['max']:7.1f}] "
             f"{rates['median'] / base:11.2f}x {100 * agree:9.2f}%"
         )
+    # how sure the torch model was where int8 disagrees: the logit margin |z1 - z0| of its
+    # top probability p is log(p / (1 - p)); near-ties flip under any perturbation
+    margins = [
+        math.log(max(p["score"], 0.5) / max(1 - p["score"], 1e-12)) for p in torch_predictions
+    ]
+    print("\nagreement with run.predict by its logit margin |z_top - z_other|:")
+    print(f"{'margin':>12} {'texts':>6} " + " ".join(f"{n[5:]:>12}" for n in sides if "onnx" in n))
+    for lo, hi in MARGIN_BINS:
+        idx = [i for i, m in enumerate(margins) if lo <= m < hi]
+        if not idx:
+            continue
+        cells = [
+            f"{100 * sum(labels[n][i] == reference[i] for i in idx) / len(idx):11.1f}%"
+            for n in sides
+            if "onnx" in n
+        ]
+        print(f"{f'[{lo:g}, {hi:g})':>12} {len(idx):6d} " + " ".join(cells))
     q = int8_info["quantization"]
     print(
         f"\nheld-out ({q['records']} snippets) {q['metric']}: torch {q['reference']:.4f}, int8 "

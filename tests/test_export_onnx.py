@@ -263,18 +263,21 @@ def test_parity_gate_refuses_a_broken_graph(tiny, tmp_path, monkeypatch):
     assert run.export(tmp_path / "onnx", format="onnx", atol=1e-4, min_agreement=1.0)
 
 
-def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path):
+@pytest.mark.parametrize("quantize", ["int8", "int8-per-token"])
+def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path, quantize):
     run = train(tiny, "classify", "full", epochs=8)
     held = reviews(60, seed=9)
     assert run.evaluate(held)["accuracy"] == 1.0  # a model int8 can keep exact
-    path = run.export(tmp_path / "int8", format="onnx", quantize="int8", records=held)
+    path = run.export(tmp_path / "int8", format="onnx", quantize=quantize, records=held)
     info = json.loads((tmp_path / "int8" / "tunekit_onnx.json").read_text())
     quant = info["quantization"]
-    print(f"onnx int8: {quant} size {info['size']} speed {info['speed']}")
-    assert quant["kind"] == "int8" and quant["metric"] == "accuracy"
-    assert quant["drop_points"] <= 1.0 and quant["records"] == 60
+    print(f"onnx {quantize}: {quant} size {info['size']} speed {info['speed']}")
+    assert quant["kind"] == "int8" and quant["variant"] == quantize
+    assert quant["metric"] == "accuracy" and quant["drop_points"] <= 1.0 and quant["records"] == 60
     assert info["size"]["int8_bytes"] < info["size"]["fp32_bytes"]
     assert info["speed"]["onnx_int8_texts_per_s"] > 0
+    graph = (tmp_path / "int8" / "model.onnx").read_bytes()
+    assert (b"tk_q1_w_scale" in graph) == (quantize == "int8-per-token")  # per-token products
     served = tunekit.load(path)
     assert [p["label"] for p in served.predict(["good great film", "awful dull"])] == ["pos", "neg"]
 
@@ -287,12 +290,42 @@ def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path):
     with pytest.raises(
         ExportError, match=r"int8 quantization costs [\d.]+ points of accuracy"
     ) as err:
-        run.export(tmp_path / "bad", format="onnx", quantize="int8", records=held, max_drop=0.0)
+        run.export(tmp_path / "bad", format="onnx", quantize=quantize, records=held, max_drop=0.0)
     print(err.value)
     assert not (tmp_path / "bad").exists()
     with pytest.raises(ExportError, match="held-out labelled records, and there are none"):
         run.eval_records = []
-        run.export(tmp_path / "none", format="onnx", quantize="int8")
+        run.export(tmp_path / "none", format="onnx", quantize=quantize)
+
+
+def test_per_token_int8_scales_each_row_alone(tmp_path):
+    """One large row does not coarsen the others (what quantize_dynamic's one scale per
+    tensor does): every row of the product stays within int8 rounding of the fp32 one."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tunekit.onnx_export import per_token_int8
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((16, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx"
+    )
+    assert per_token_int8(tmp_path / "f.onnx", tmp_path / "q.onnx") == 1
+    a = rng.standard_normal((4, 16)).astype(np.float32)
+    a[0] *= 1000.0  # an outlier token
+    got = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"a": a})[0]
+    want = a @ weight
+    for row in range(4):  # error relative to the row's own values, not the outlier's
+        assert np.abs(got[row] - want[row]).max() / np.abs(want[row]).max() < 0.05, row
 
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])

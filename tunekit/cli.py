@@ -296,7 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="onnx: smallest share of equal predictions on --data (0-1)",
     )
-    ex.add_argument("--quantize", choices=["int8"], default=None, help="onnx: int8 weights")
+    ex.add_argument(
+        "--quantize",
+        choices=["int8", "int8-per-token"],
+        default=None,
+        help="onnx: int8 weights (int8-per-token: one activation scale per token)",
+    )
     ex.add_argument(
         "--max-drop",
         type=float,

@@ -35,7 +35,8 @@ held-out records (``records=`` or the run's eval split): the largest absolute di
 of any output (logits...) and the agreement of the decoded predictions are measured,
 stored in ``tunekit_onnx.json`` and the export is refused (:class:`ExportError`, with the
 figures) when the difference is over ``atol`` or the agreement under ``min_agreement``.
-With ``quantize="int8"`` (``onnxruntime.quantization.quantize_dynamic``) the task's own
+With ``quantize="int8"`` (``onnxruntime.quantization.quantize_dynamic``) or
+``"int8-per-token"`` (:func:`per_token_int8`) the task's own
 metric on the held-out labelled records is compared too, and a drop of more than
 ``max_drop`` points refuses the export.
 
@@ -90,7 +91,15 @@ MIN_AGREEMENT = 0.99
 MAX_DROP = 1.0
 #: held-out features whose raw outputs are compared (predictions: every record)
 LOGIT_FEATURES = 256
-QUANTIZE = ("int8",)
+#: ``quantize=`` values: ``int8`` (onnxruntime's ``quantize_dynamic``: one activation scale
+#: per tensor; the fastest) and ``int8-per-token`` (one activation scale per token: closer
+#: to fp32, slower; docs/export.md has the figures)
+QUANTIZE = ("int8", "int8-per-token")
+METHODS = {
+    "int8": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per channel)",
+    "int8-per-token": "per-token uint8 activations x per-channel int8 weights (MatMulInteger); "
+    "fused Attention and embeddings by quantize_dynamic",
+}
 
 
 # ---- the graph ------------------------------------------------------------------------------
@@ -352,8 +361,11 @@ def export_onnx(
       default: the eval split ``finetune`` held out (``run.eval_records``).
     - *atol* / *min_agreement*: the parity gate (largest |Δ output| and the fraction of
       equal predictions between the torch model and the graph).
-    - *quantize*: ``"int8"`` writes a dynamically quantized graph instead; refused when the
-      task's metric on *records* drops more than *max_drop* points (1 point = 0.01).
+    - *quantize*: ``"int8"`` writes a dynamically quantized graph instead
+      (``quantize_dynamic``, the fastest); ``"int8-per-token"`` one whose matrix products
+      scale each token's activations alone (:func:`per_token_int8`: closer to fp32, slower).
+      Either is refused when the task's metric on *records* drops more than *max_drop*
+      points (1 point = 0.01).
     - *optimize*: fuse the encoder's attention, layer norms and GELUs into onnxruntime's
       fused operators (``onnxruntime.transformers.optimizer``, BERT-like encoders) before
       the gates: faster, but the graph then needs onnxruntime; ``False`` keeps standard
@@ -385,7 +397,10 @@ def export_onnx(
             f"or empty directory (nothing there is overwritten)"
         )
     if quantize not in (None, *QUANTIZE):
-        raise ConfigError(f"quantize={quantize!r} is not known; use None or 'int8'")
+        raise ConfigError(
+            f"quantize={quantize!r} is not known; use None, 'int8' (onnxruntime's quantize_dynamic) "
+            f"or 'int8-per-token' (one activation scale per token)"
+        )
     if not atol >= 0 or not 0 <= min_agreement <= 1:
         raise ConfigError(
             f"atol={atol} and min_agreement={min_agreement}: atol must be >= 0, min_agreement in [0, 1]"
@@ -534,6 +549,7 @@ def export_onnx(
                 held_out,
                 reference,
                 embed_batches=batches if embedder else [],
+                method=quantize,
                 served=served,
                 max_drop=max_drop,
                 sizes=sizes,
@@ -568,14 +584,107 @@ def export_onnx(
     return str(target)
 
 
-def _quantize_file(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the graph at *source* into *target*."""
+def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
+    """Rewrite every ``MatMul`` of the graph at *source* whose second input is a constant
+    2-D float weight as an int8 matrix product with **one activation scale per token**
+    (row), written to *target*; returns how many were rewritten.
+
+    ``quantize_dynamic``'s ``DynamicQuantizeMatMul`` quantizes a whole activation tensor
+    (every token of the padded batch) with one scale, so a token with large hidden values
+    (BERT-like encoders have a few outlier dimensions) coarsens every other token. Here
+    each row ``a`` of ``A`` gets ``s = max|a| / 127`` and is rounded to ``round(a / s) +
+    128`` (uint8, zero point 128); the weight gets one symmetric scale per output channel
+    (``w = max|W[:, n]| / 127``, int8). ``MatMulInteger`` (the u8s8 integer GEMM of
+    onnxruntime's MLAS, VNNI/AMX) multiplies them and ``y = Cast(float) · w · s``
+    restores the scale — standard ONNX operators only (opset ≥ 10).
+
+    Example::
+
+        per_token_int8("out/model.onnx", "out/model.int8.onnx")   # 36 for a 6-layer MiniLM
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {i.name: i for i in graph.initializer}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    constants = {
+        "tk_q_zero_point": np.array(128, np.uint8),
+        "tk_q_inv127": np.array(1 / 127, np.float32),
+        "tk_q_eps": np.array(1e-12, np.float32),
+        "tk_q_128": np.array(128, np.float32),
+        "tk_q_0": np.array(0, np.float32),
+        "tk_q_255": np.array(255, np.float32),
+    }
+    nodes: list[Any] = []
+    added = [numpy_helper.from_array(v, k) for k, v in constants.items()]
+    removed: set[str] = set()
+    count = 0
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 2:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weight).astype(np.float32)
+        count += 1
+        p = f"tk_q{count}_"
+        scale = np.maximum(np.abs(w).max(0) / 127, 1e-12).astype(np.float32)
+        added += [
+            numpy_helper.from_array(
+                np.clip(np.round(w / scale), -127, 127).astype(np.int8), p + "w"
+            ),
+            numpy_helper.from_array(scale, p + "w_scale"),
+        ]
+        if consumers.get(weight.name, 0) == 1:
+            removed.add(weight.name)
+
+        def op(kind: str, inputs: list[str], output: str, **attrs: Any) -> None:
+            nodes.append(helper.make_node(kind, inputs, [output], name=p + output, **attrs))  # noqa: B023
+
+        a, y = node.input[0], node.output[0]
+        op("Abs", [a], p + "abs")
+        op("ReduceMax", [p + "abs"], p + "amax", axes=[-1], keepdims=1)
+        op("Mul", [p + "amax", "tk_q_inv127"], p + "s0")
+        op("Max", [p + "s0", "tk_q_eps"], p + "s")
+        op("Div", [a, p + "s"], p + "q0")
+        op("Round", [p + "q0"], p + "q1")
+        op("Add", [p + "q1", "tk_q_128"], p + "q2")
+        op("Clip", [p + "q2", "tk_q_0", "tk_q_255"], p + "q3")
+        op("Cast", [p + "q3"], p + "q", to=TensorProto.UINT8)
+        op("MatMulInteger", [p + "q", p + "w", "tk_q_zero_point"], p + "i32")
+        op("Cast", [p + "i32"], p + "f", to=TensorProto.FLOAT)
+        op("Mul", [p + "f", p + "w_scale"], p + "y0")
+        nodes.append(helper.make_node("Mul", [p + "y0", p + "s"], [y], name=p + "y"))
+    kept = [i for i in graph.initializer if i.name not in removed]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(target))
+    return count
+
+
+def _quantize_file(source: Path, target: Path, method: str = "int8") -> None:
+    """int8 quantization of the graph at *source* into *target*: ``int8`` is
+    ``quantize_dynamic`` on every operator it supports; ``int8-per-token`` rewrites the
+    matrix products with per-token activation scales (:func:`per_token_int8`), then lets
+    ``quantize_dynamic`` quantize the fused ``Attention`` (QKV) and embedding operators."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root_level = logging.root.level
     logging.root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
     try:
+        options: dict[str, Any] = {}
+        if method == "int8-per-token":
+            rewritten = target.with_name(target.name + ".per-token.onnx")
+            per_token_int8(source, rewritten)
+            ops = ["Attention", "EmbedLayerNormalization", "Gather"]
+            source, options = rewritten, {"op_types_to_quantize": ops}
         quantize_dynamic(
             str(source),
             str(target),
@@ -583,7 +692,10 @@ def _quantize_file(source: Path, target: Path) -> None:
             per_channel=True,  # one scale per output channel: fewer flipped labels near 0.5
             # shape inference does not type the outputs of onnxruntime's fused operators
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            **options,
         )
+        if method == "int8-per-token":
+            rewritten.unlink()
     finally:
         logging.root.setLevel(root_level)
 
@@ -595,6 +707,7 @@ def _quantize_int8(
     reference: list,
     *,
     embed_batches: Sequence[Mapping[str, torch.Tensor]] = (),
+    method: str = "int8",
     served: Callable[[Any, list], list],
     max_drop: float,
     sizes: dict,
@@ -604,7 +717,7 @@ def _quantize_int8(
 
     fp32_path = tmp / MODEL_FILE
     int8_path = tmp / ".model.int8.onnx"
-    _quantize_file(fp32_path, int8_path)
+    _quantize_file(fp32_path, int8_path, method)
     sizes["int8_bytes"] = int8_path.stat().st_size
     int8_session = session_for(int8_path)
     reference_metrics = run.task.metrics(reference, held_out)
@@ -617,7 +730,8 @@ def _quantize_int8(
     drop = 100.0 * (ref - got) * (1 if higher else -1)
     figures: dict[str, Any] = {
         "kind": "int8",
-        "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per channel)",
+        "variant": method,
+        "method": METHODS[method],
         "metric": name,
         "reference": ref,
         "quantized": got,
@@ -636,7 +750,7 @@ def _quantize_int8(
         # the bi-encoder's embedder graph is quantized the same way; its embeddings are
         # compared with the fp32 graph's (the metric gate above covers the same encoder)
         embed_fp32, embed_int8 = tmp / EMBEDDER_FILE, tmp / ".embedder.int8.onnx"
-        _quantize_file(embed_fp32, embed_int8)
+        _quantize_file(embed_fp32, embed_int8, method)
         sizes["embedder_fp32_bytes"] = embed_fp32.stat().st_size
         sizes["embedder_int8_bytes"] = embed_int8.stat().st_size
         cosines = _embedding_cosines(
