@@ -1,10 +1,10 @@
-"""ONNX serving: the export (fp32 and int8) vs ``run.predict`` (torch) vs the length-sorted
+"""ONNX serving: the export (fp32, int8, int8-per-token) vs ``run.predict`` (torch) vs the length-sorted
 transformers pipeline, on the embedded MiniLM classifier.
 
 A MiniLM classifier with the pooler head (so the ``text-classification`` pipeline can serve
 exactly the same weights: ``bench_inference.pipeline_model``) is fine-tuned briefly on
 Rotten-Tomatoes snippets (or loaded from ``--bundle``), exported with
-``run.export(dir, format="onnx")`` and with ``quantize="int8"`` (both gated on the held-out
+``run.export(dir, format="onnx")``, with ``quantize="int8"`` and ``"int8-per-token"`` (all gated on the held-out
 split; the export's own figures are printed), then each side classifies the same texts of
 mixed length (1 to 5 snippets joined), same batch size and max length, after a warm-up
 batch; ``--repeats`` rounds (at least 3) that alternate the order of the sides, median and
@@ -12,6 +12,9 @@ min-max reported. Label agreement is
 with ``run.predict``; the metric drop is the int8 gate's, on the held-out split.
 
     python benchmarks/bench_onnx.py [--bundle DIR] [--texts 1000] [--repeats 3]
+
+With ``--bundle``, pass the ``--train`` size the bundle was trained with (default 1600):
+the held-out split is the ``--held-out`` snippets after the first ``--train``.
 """
 
 from __future__ import annotations
@@ -85,14 +88,22 @@ def main() -> None:
     start = time.perf_counter()
     int8_dir = run.export(tmp / "int8", format="onnx", records=held_out, quantize="int8")
     int8_export_s = time.perf_counter() - start
+    start = time.perf_counter()
+    token_dir = run.export(
+        tmp / "int8-per-token", format="onnx", records=held_out, quantize="int8-per-token"
+    )
+    token_export_s = time.perf_counter() - start
+    token_info = json.loads((Path(token_dir) / "tunekit_onnx.json").read_text())
     fp32_info = json.loads((Path(fp32_dir) / "tunekit_onnx.json").read_text())
     int8_info = json.loads((Path(int8_dir) / "tunekit_onnx.json").read_text())
     print(f"export fp32 {fp32_export_s:.0f} s, parity: {fp32_info['parity']}")
     print(f"export int8 {int8_export_s:.0f} s, gate: {int8_info['quantization']}")
-    print(f"sizes: {int8_info['size']}")
+    print(f"export int8-per-token {token_export_s:.0f} s, gate: {token_info['quantization']}")
+    print(f"sizes: {int8_info['size']}; int8-per-token {token_info['size']['int8_bytes']}")
 
     threads = torch.get_num_threads()
     fp32, int8 = load_onnx(fp32_dir, threads=threads), load_onnx(int8_dir, threads=threads)
+    token = load_onnx(token_dir, threads=threads)
     pipe = pipeline(
         "text-classification",
         model=pipeline_model(run),
@@ -110,12 +121,14 @@ def main() -> None:
         "run.predict (torch fp32)": lambda: run.predict(texts, batch_size=bs),
         "onnx fp32": lambda: fp32.predict(texts, batch_size=bs),
         "onnx int8": lambda: int8.predict(texts, batch_size=bs),
+        "onnx int8-per-token": lambda: token.predict(texts, batch_size=bs),
     }
     warm = texts[:bs]
     pipe(warm, batch_size=bs)
     run.predict(warm, batch_size=bs)
     fp32.predict(warm, batch_size=bs)
     int8.predict(warm, batch_size=bs)
+    token.predict(warm, batch_size=bs)
     # rounds alternate the order of the sides (forward, then backward), so a load change on
     # this shared machine hits every side alike instead of the ones measured last
     labels: dict[str, list] = {}
@@ -170,6 +183,14 @@ def main() -> None:
         f"held-out label agreement int8 {100 * q['agreement']:.2f}%, fp32 "
         f"{100 * fp32_info['parity']['agreement']:.2f}% (max |Δlogit| "
         f"{fp32_info['parity']['held_out_max_abs_diff']:.2e})"
+    )
+
+    t = token_info["quantization"]
+    print(
+        f"held-out int8-per-token {t['quantized']:.4f} (drop {t['drop_points']:.2f} points), "
+        f"label agreement {100 * t['agreement']:.2f}%; model sizes MB: fp32 "
+        f"{int8_info['size']['fp32_bytes'] / 1e6:.1f}, int8 {int8_info['size']['int8_bytes'] / 1e6:.1f}, "
+        f"int8-per-token {token_info['size']['int8_bytes'] / 1e6:.1f}"
     )
 
 

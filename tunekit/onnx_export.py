@@ -592,8 +592,8 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
     ``quantize_dynamic``'s ``DynamicQuantizeMatMul`` quantizes a whole activation tensor
     (every token of the padded batch) with one scale, so a token with large hidden values
     (BERT-like encoders have a few outlier dimensions) coarsens every other token. Here
-    each row ``a`` of ``A`` gets ``s = max|a| / 127`` and is rounded to ``round(a / s) +
-    128`` (uint8, zero point 128); the weight gets one symmetric scale per output channel
+    each row ``a`` of ``A`` gets ``s = max|a| / 127`` and is rounded to ``round(a / s +
+    128)`` (uint8, zero point 128); the weight gets one symmetric scale per output channel
     (``w = max|W[:, n]| / 127``, int8). ``MatMulInteger`` (the u8s8 integer GEMM of
     onnxruntime's MLAS, VNNI/AMX) multiplies them and ``y = Cast(float) · w · s``
     restores the scale — standard ONNX operators only (opset ≥ 10).
@@ -617,8 +617,6 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
         "tk_q_inv127": np.array(1 / 127, np.float32),
         "tk_q_eps": np.array(1e-12, np.float32),
         "tk_q_128": np.array(128, np.float32),
-        "tk_q_0": np.array(0, np.float32),
-        "tk_q_255": np.array(255, np.float32),
     }
     nodes: list[Any] = []
     added = [numpy_helper.from_array(v, k) for k, v in constants.items()]
@@ -650,11 +648,12 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
         op("ReduceMax", [p + "abs"], p + "amax", axes=[-1], keepdims=1)
         op("Mul", [p + "amax", "tk_q_inv127"], p + "s0")
         op("Max", [p + "s0", "tk_q_eps"], p + "s")
+        # |a / s| <= 127, so a / s + 128 lies in [1, 255] and needs no Clip; rounding after
+        # adding the even 128 rounds as before (half to even)
         op("Div", [a, p + "s"], p + "q0")
-        op("Round", [p + "q0"], p + "q1")
-        op("Add", [p + "q1", "tk_q_128"], p + "q2")
-        op("Clip", [p + "q2", "tk_q_0", "tk_q_255"], p + "q3")
-        op("Cast", [p + "q3"], p + "q", to=TensorProto.UINT8)
+        op("Add", [p + "q0", "tk_q_128"], p + "q1")
+        op("Round", [p + "q1"], p + "q2")
+        op("Cast", [p + "q2"], p + "q", to=TensorProto.UINT8)
         op("MatMulInteger", [p + "q", p + "w", "tk_q_zero_point"], p + "i32")
         op("Cast", [p + "i32"], p + "f", to=TensorProto.FLOAT)
         op("Mul", [p + "f", p + "w_scale"], p + "y0")
