@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -139,6 +140,7 @@ def child(name: str, precision: str, args: argparse.Namespace) -> dict:
         # the gradients plus AdamW's exp_avg and exp_avg_sq, all in the weights' dtype
         counted["grads+adam"] = sum(3 * p.numel() * p.element_size() for p in trainable) / 2**20
         _reset_peak()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         try:
             if trim:
@@ -146,6 +148,8 @@ def child(name: str, precision: str, args: argparse.Namespace) -> dict:
             return fit(self, *a, **k)
         finally:
             counted["train s"] = round(time.perf_counter() - start, 1)
+            # pages the kernel had to map (and zero) while training: the cost of mmap'd blocks
+            counted["page faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             stages["train peak"] = _status_mb("VmHWM")
             stages["post-train"] = _rss()
 
@@ -189,8 +193,6 @@ def child(name: str, precision: str, args: argparse.Namespace) -> dict:
     losses = [r["train_loss"] for r in run.history.rows]
     accuracy = run.evaluate(test)["accuracy"]
     stages["post-eval"] = _rss()
-    import resource
-
     stages["process peak"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return {
         "run": name,
@@ -247,9 +249,9 @@ def main() -> None:
     print(
         "| run | precision | imports | +data | +model | pre-train | train peak | "
         "train added | process peak | weights | grads+AdamW | saved for backward (1 step) "
-        "| train s | accuracy |"
+        "| train s | page faults | accuracy |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, c = r["stages"], r["counted"]
         print(
@@ -257,7 +259,8 @@ def main() -> None:
             f"{s['model']:.0f} | {s['pre-train']:.0f} | {s['train peak']:.0f} | "
             f"{s['train peak'] - s['pre-train']:.0f} | {s['process peak']:.0f} | "
             f"{c['weights']:.0f} | {c['grads+adam']:.1f} | {c.get('saved MiB', 0):.0f} "
-            f"({c.get('saved rows')}×{c.get('saved len')}) | {c['train s']} | {r['accuracy']:.4f} |"
+            f"({c.get('saved rows')}×{c.get('saved len')}) | {c['train s']} | {c['page faults']:,} | "
+            f"{r['accuracy']:.4f} |"
         )
     print("\nLoRA / full at the same precision:\n")
     print("| run | precision | process peak ratio | training-added ratio | saved-bytes ratio |")
