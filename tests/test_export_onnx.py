@@ -298,6 +298,14 @@ def test_int8_is_gated_on_the_tasks_metric(tiny, tmp_path, quantize):
         run.export(tmp_path / "none", format="onnx", quantize=quantize)
 
 
+def test_a_drop_of_exactly_max_drop_passes_the_int8_gate():
+    from tunekit.onnx_export import drop_points
+
+    assert (0.805 - 0.795) * 100 > 1.0  # what a plain comparison refused
+    assert drop_points(0.805, 0.795) == 1.0 and drop_points(0.5, 0.51) == -1.0
+    assert drop_points(0.20, 0.25, higher=False) == 5.0  # a loss that grew
+
+
 def test_per_token_int8_scales_each_row_alone(tmp_path):
     """One large row does not coarsen the others (what quantize_dynamic's one scale per
     tensor does): every row of the product stays within int8 rounding of the fp32 one."""
