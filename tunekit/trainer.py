@@ -520,6 +520,11 @@ class Trainer:
         import warnings
 
         eager_forward = module.forward
+        with torch.no_grad():
+            # one eager forward first: the model sets up state lazily on its first call
+            # (the first-token path, the encoder's input keys); compiled, that state change
+            # would be a graph break and a recompile of every later shape
+            self._forward(model, dict(batch), features, index)
         try:
             # torch's default shape handling: the first shape compiles static, a second one
             # recompiles with dynamic lengths, which then serves every later batch
