@@ -230,6 +230,7 @@ def main() -> None:
     for precision in args.precisions.split(","):
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, "--precision", precision]
+            cmd += ["--malloc", args.malloc]
             for flag in ("train", "test", "epochs", "batch_size", "max_length"):
                 cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
