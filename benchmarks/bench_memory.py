@@ -22,16 +22,16 @@ storages saved, on a step of the longest batch). The table prints LoRA's ratio t
 the same precision both as process peaks and as training-added memory (train peak minus
 the pre-training baseline).
 
-    python benchmarks/bench_memory.py                      # fp32 and bf16, default malloc
+    python benchmarks/bench_memory.py                      # fp32 and bf16, glibc defaults
     python benchmarks/bench_memory.py --precisions fp32 --epochs 1 --json mem.json
-    python benchmarks/bench_memory.py --malloc unpinned    # glibc's dynamic threshold (before)
+    python benchmarks/bench_memory.py --malloc pinned      # pin_mmap_threshold() first
     python benchmarks/bench_memory.py --malloc trim        # + malloc_trim(0) after each step
     python benchmarks/bench_memory.py --malloc arena1      # + MALLOC_ARENA_MAX=1
 
-``--malloc``: ``default`` is tunekit as shipped, whose trainer pins glibc's mmap threshold
-at 64 KiB (``tunekit.hardware.pin_mmap_threshold``); ``unpinned`` measures glibc's dynamic
-threshold (the state before), ``trim`` adds ``malloc_trim(0)`` after each step, the others
-set glibc's environment variables in the children.
+``--malloc``: ``default`` is glibc's defaults (tunekit leaves them); ``pinned`` calls
+``tunekit.hardware.pin_mmap_threshold()`` first (``mmap64k`` sets the same through the
+environment); ``trim`` adds ``malloc_trim(0)`` after each step; the others set glibc's
+environment variables in the children.
 
 Linux only (``/proc/self/status``, ``/proc/self/clear_refs``).
 """
@@ -57,8 +57,8 @@ RUNS: dict[str, tuple[str, dict]] = {
 }
 
 MALLOC = {
-    "default": {},  # as shipped: the trainer pins glibc's mmap threshold
-    "unpinned": {},  # glibc's dynamic mmap threshold (the trainer's pin made a no-op)
+    "default": {},  # glibc's defaults (its dynamic mmap threshold); tunekit does not pin
+    "pinned": {},  # tunekit.hardware.pin_mmap_threshold() before training
     "arena1": {"MALLOC_ARENA_MAX": "1"},
     "mmap64k": {"MALLOC_MMAP_THRESHOLD_": "65536"},
     "arena1+mmap64k": {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "65536"},
@@ -100,10 +100,10 @@ def _every_step(trainer, trim: str) -> None:
 def child(name: str, precision: str, args: argparse.Namespace) -> dict:
     stages: dict[str, float] = {}
     trim = args.malloc == "trim"
-    if args.malloc == "unpinned":
+    if args.malloc == "pinned":
         from tunekit import hardware
 
-        hardware.pin_mmap_threshold = lambda *a, **k: False
+        hardware.pin_mmap_threshold()
     import torch
     import transformers  # noqa: F401
 

@@ -1,6 +1,6 @@
-"""Training pins glibc's mmap threshold (``hardware.pin_mmap_threshold``): afterwards a
-block the heap cannot serve gets its own mapping (given back to the OS when freed) where
-glibc's default would have grown the heap, and the losses are the same as without the pin. The
+"""``hardware.pin_mmap_threshold`` pins glibc's mmap threshold: afterwards a block the
+heap cannot serve gets its own mapping (given back to the OS when freed) where glibc's
+default would have grown the heap, and the losses are the same as without the pin. The
 memory saved is measured in benchmarks/bench_memory.py, not here. The check runs in a fresh
 process, since the setting is process-wide and cannot be undone."""
 
@@ -52,13 +52,10 @@ CHILD = textwrap.dedent(
             ["good film", "bad film", "good plot", "bad plot"] * 6]
     opts = dict(task="classify", model=sys.argv[1], data=rows, eval_split=0, epochs=2,
                 batch_size=4, max_length=16, precision="fp32", progress=False)
-    pin, calls = hardware.pin_mmap_threshold, []
-    hardware.pin_mmap_threshold = lambda *a, **k: False
     plain = tunekit.finetune(**opts).history.rows
     out = {"heap_before": not mapped()}
-    hardware.pin_mmap_threshold = lambda *a, **k: calls.append(a) or pin(*a, **k)
+    out["pinned"] = hardware.pin_mmap_threshold()
     pinned = tunekit.finetune(**opts).history.rows
-    out["calls"] = len(calls)
     out["mapped_after"] = mapped()
     out["same_losses"] = [r["train_loss"] for r in plain] == [r["train_loss"] for r in pinned]
     out["losses"] = [r["train_loss"] for r in pinned]
@@ -67,7 +64,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_training_pins_mmap_threshold_with_the_same_losses(tmp_path):
+def test_pinned_threshold_maps_blocks_and_keeps_the_losses(tmp_path):
     model = make_tiny_model(tmp_path / "tiny", ["good bad film plot"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
@@ -77,9 +74,9 @@ def test_training_pins_mmap_threshold_with_the_same_losses(tmp_path):
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, out.stderr[-3000:]
     result = json.loads(line[len("RESULT ") :])
-    assert result["calls"] == 1
+    assert result["pinned"]
     assert result["heap_before"]  # without the pin, a new block came from the heap
-    assert result["mapped_after"]  # training pinned the threshold: its own mapping
+    assert result["mapped_after"]  # pinned: its own mapping
     assert result["same_losses"], result["losses"]
     assert len(result["losses"]) == 2 and all(loss > 0 for loss in result["losses"])
 

@@ -92,10 +92,9 @@ class Trainer:
         self.accelerator, self.precision = make_accelerator(config)
         device = self.accelerator.device
         if device.type == "cpu":
-            from .hardware import configure_threads, pin_mmap_threshold
+            from .hardware import configure_threads
 
             configure_threads(config.num_threads)
-            pin_mmap_threshold()  # freed activations leave the heap (half the peak RSS)
         self.scaler = grad_scaler(self.precision, device)
         self.history = History()
         self.loop = LoopState()
