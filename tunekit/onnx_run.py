@@ -34,7 +34,7 @@ from .onnx_runtime import (
     task_from_info,
     verify_export,
 )
-from .run import Run
+from .run import Run, embedding_similarity
 
 
 class OnnxRun(Run):
@@ -171,19 +171,7 @@ class OnnxRun(Run):
 
             serving.similarity("how old are you", "what is your age")   # 0.93
         """
-        if isinstance(a, str) != isinstance(b, str):
-            raise DataError(
-                "similarity(a, b) takes two strings or two lists of strings of the same length"
-            )
-        if isinstance(a, str):
-            return float(self.encode([a, b], batch_size=batch_size).prod(0).sum())
-        a, b = list(a), list(b)
-        if len(a) != len(b):
-            raise DataError(
-                f"similarity(a, b) got {len(a)} and {len(b)} texts; pass lists of the same length"
-            )
-        vectors = self.encode(a + b, batch_size=batch_size)
-        return (vectors[: len(a)] * vectors[len(a) :]).sum(-1)
+        return embedding_similarity(self.encode, a, b, batch_size=batch_size)
 
     def save(self, path: str | os.PathLike, **options: Any) -> str:
         raise ExportError(

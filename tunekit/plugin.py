@@ -71,7 +71,7 @@ from .language import default_model_for
 from .metrics import classification_metrics, multilabel_metrics, regression_metrics
 from .models import Backbone
 from .plugins import get_head, get_state
-from .run import Run
+from .run import Run, embedding_similarity
 from .strategy import Strategy
 from .task import Feature, Record, Task, default_collate, pad_sequences
 from .taskmodel import TaskModel
@@ -138,6 +138,7 @@ __all__ = [
     "feature_extraction",
     # inference, and building runs (unsupervised tasks, encoder adaptation)
     "autocast_for",
+    "embedding_similarity",
     "compute_outputs",
     "map_batches",
     "predict_records",

@@ -297,7 +297,8 @@ class Run:
 
         ``format="onnx"`` writes a verified ONNX graph of the whole model (any task, head
         and strategy; see :func:`tunekit.onnx_export.export_onnx` for *options*:
-        ``records=``, ``atol=``, ``min_agreement=``, ``quantize="int8"``, ``max_drop=``)
+        ``records=``, ``atol=``, ``min_agreement=``, ``quantize="int8"`` or
+        ``"int8-per-token"``, ``max_drop=``)
         that ``tunekit.load()`` serves through onnxruntime. For ``format="hf"``, a head with no exact transformers equivalent (mean pooling, a CRF, a layer mix...)
         is an :class:`~tunekit.errors.ExportError` naming the options that would export.
         See the "Export to transformers" section of the docs for each task.
@@ -434,6 +435,34 @@ def _is_table(inputs: Any) -> bool:
     from .data import _is_dataframe, _is_dataset
 
     return isinstance(inputs, os.PathLike) or _is_dataframe(inputs) or _is_dataset(inputs)
+
+
+def embedding_similarity(
+    encode: Any, a: str | Sequence[str], b: str | Sequence[str], *, batch_size: int | None = None
+) -> Any:
+    """Cosine similarity of the embeddings ``encode(texts, batch_size=)`` gives *a* and *b*
+    (unit vectors): two strings give a float, two equally long lists one value per position
+    (an array). What ``PairRun.similarity`` and a served bi-encoder's ``similarity`` run.
+
+    Example::
+
+        embedding_similarity(run.encode, "how old are you", "what is your age")   # 0.93
+    """
+    from .errors import DataError
+
+    if isinstance(a, str) != isinstance(b, str):
+        raise DataError(
+            "similarity(a, b) takes two strings or two lists of strings of the same length"
+        )
+    if isinstance(a, str):
+        return float(encode([a, b], batch_size=batch_size).prod(0).sum())
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise DataError(
+            f"similarity(a, b) got {len(a)} and {len(b)} texts; pass lists of the same length"
+        )
+    vectors = encode(a + b, batch_size=batch_size)
+    return (vectors[: len(a)] * vectors[len(a) :]).sum(-1)
 
 
 def check_batch_size(batch_size: Any, *, option: str = "batch_size") -> None:

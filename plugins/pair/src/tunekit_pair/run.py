@@ -9,7 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunekit.plugin import ConfigError, DataError, Run, autocast_for, map_batches
+from tunekit.plugin import (
+    ConfigError,
+    DataError,
+    Run,
+    autocast_for,
+    embedding_similarity,
+    map_batches,
+)
 
 
 class PairRun(Run):
@@ -73,16 +80,4 @@ class PairRun(Run):
         """Cosine similarity of the embeddings of *a* and *b*: two strings give a float, two
         equally long lists give one value per position (an array)."""
         self._require_bi_encoder("similarity")
-        if isinstance(a, str) != isinstance(b, str):
-            raise DataError(
-                "similarity(a, b) takes two strings or two lists of strings of the same length"
-            )
-        if isinstance(a, str):
-            return float(self.encode([a, b], batch_size=batch_size).prod(0).sum())
-        a, b = list(a), list(b)
-        if len(a) != len(b):
-            raise DataError(
-                f"similarity(a, b) got {len(a)} and {len(b)} texts; pass lists of the same length"
-            )
-        vectors = self.encode(a + b, batch_size=batch_size)
-        return (vectors[: len(a)] * vectors[len(a) :]).sum(-1)
+        return embedding_similarity(self.encode, a, b, batch_size=batch_size)
