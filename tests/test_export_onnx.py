@@ -222,8 +222,8 @@ def test_every_strategy_exports(tiny, tmp_path, strategy, options):
 
 
 def test_a_mixed_precision_run_exports_its_fp32_network(tiny, tmp_path):
-    """bf16 training leaves an autocast wrapper on the model's forward (accelerate); the
-    export traces, and the gate compares, the fp32 network itself."""
+    """A bf16-trained run exports its fp32 network: the export traces, and the gate
+    compares, the network itself, not the run's bf16 predictions."""
     run = train(tiny, "classify", "full", precision="bf16")
     served = tunekit.load(run.export(tmp_path / "onnx", format="onnx"))
     assert served.info["parity"]["held_out_max_abs_diff"] <= 1e-5

@@ -155,8 +155,8 @@ def exportable_model(run: Run) -> nn.Module:
         model = run.model
     model = copy.deepcopy(model) if model is run.model else model
     for module in model.modules():
-        # a mixed-precision trainer (accelerate) replaces the instance's forward with an
-        # autocast wrapper bound to the *original* module: the copy must run its own
+        # compile=True leaves a compiled forward on the instance, bound to the *original*
+        # module: the copy must run its own
         module.__dict__.pop("forward", None)
     model = model.float().cpu().eval()
     encoder = getattr(model, "encoder", None)
@@ -318,7 +318,7 @@ def _max_diff(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) 
 
 def _torch_outputs(model: nn.Module, batch: Mapping[str, torch.Tensor], names: Sequence[str]):
     device = next(model.parameters()).device
-    with torch.no_grad():  # the class's forward: fp32, whatever autocast wrapper training left
+    with torch.no_grad():  # the class's forward: fp32, whatever compiled forward training left
         out = type(model).forward(model, {k: v.to(device) for k, v in batch.items()})
     return {k: out[k].detach().float().cpu().numpy() for k in names}
 
