@@ -145,8 +145,8 @@ class OnnxRun(Run):
                 f"bi-encoder exported by an older tunekit: export it again"
             )
         single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        for i, text in enumerate(texts):
+        batch: list[str] = [texts] if isinstance(texts, str) else list(texts)
+        for i, text in enumerate(batch):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"encode input {i} is empty or not a string ({text!r})")
         if self._embedder is None:
@@ -154,7 +154,7 @@ class OnnxRun(Run):
         out = embed_texts(
             self._embedder,
             self.tokenizer,
-            texts,
+            batch,
             max_length=self.training.max_length,
             batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
             normalize=normalize,
