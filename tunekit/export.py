@@ -33,7 +33,7 @@ from torch import nn
 from .atomic import EXPORT_RECORD
 from .errors import ConfigError, ExportError
 from .head import MLPHead
-from .taskmodel import LastHiddenState, TaskModel, probe_batch
+from .taskmodel import LastHiddenState, TaskModel, detached_copy, probe_batch
 
 if TYPE_CHECKING:
     from .run import Run
@@ -121,11 +121,7 @@ def hf_export(run: Run) -> HFExport:
             f"the {run.strategy.name!r} adapter cannot be merged into the encoder, so the run cannot be "
             f"exported to transformers ({exc}). Train with strategy='lora' (or another mergeable adapter) or 'full'"
         ) from exc
-    model = copy.deepcopy(model) if model is run.model else model
-    for module in model.modules():
-        # compile=True leaves a compiled forward on the instance, bound to the original
-        # module: the copy must run its own
-        module.__dict__.pop("forward", None)
+    model = detached_copy(model, run.model)
     model.eval()
     if type(model.representation) is not LastHiddenState:
         raise ExportError(

@@ -49,7 +49,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -153,11 +152,9 @@ def exportable_model(run: Run) -> nn.Module:
     except ConfigError as exc:
         logger.warning("ONNX export: %s; the adapter is exported unmerged", exc)
         model = run.model
-    model = copy.deepcopy(model) if model is run.model else model
-    for module in model.modules():
-        # compile=True leaves a compiled forward on the instance, bound to the *original*
-        # module: the copy must run its own
-        module.__dict__.pop("forward", None)
+    from .taskmodel import detached_copy
+
+    model = detached_copy(model, run.model)
     model = model.float().cpu().eval()
     encoder = getattr(model, "encoder", None)
     setter = getattr(encoder, "set_attn_implementation", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -131,6 +132,17 @@ class TaskModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return trainable, total
+
+
+def detached_copy(model: nn.Module, original: nn.Module) -> nn.Module:
+    """*model* as a module of its own, for an export to trace or rewrite: a deep copy when it
+    is *original* (the run's model, left as it is), and with every instance-level
+    ``forward`` removed (``compile=True`` leaves a compiled forward on the instance, bound
+    to the original module, which a copy would otherwise call)."""
+    model = copy.deepcopy(model) if model is original else model
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
+    return model
 
 
 def probe_batch(model: TaskModel, tokenizer: Any) -> dict[str, torch.Tensor]:
