@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -193,7 +191,9 @@ def child(name: str, precision: str, args: argparse.Namespace) -> dict:
     losses = [r["train_loss"] for r in run.history.rows]
     accuracy = run.evaluate(test)["accuracy"]
     stages["post-eval"] = _rss()
-    stages["process peak"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    from machine import peak_rss_mb
+
+    stages["process peak"] = peak_rss_mb()
     return {
         "run": name,
         "precision": run.precision,
@@ -219,27 +219,27 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.precision, args)))
+        result = child(args.child, args.precision, args)
+        from machine import emit  # imported after the child's stages were read
+
+        emit(result)
         return
-    from machine import cpu_line, load_average, machine_info
+    from machine import cpu_line, load_average, machine_info, run_child
 
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     names = [n for n in RUNS if not wanted or n in wanted]
     results = []
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **MALLOC[args.malloc]}
     for precision in args.precisions.split(","):
         for name in names:
-            cmd = [sys.executable, __file__, "--child", name, "--precision", precision]
-            cmd += ["--malloc", args.malloc]
+            cmd = ["--child", name, "--precision", precision, "--malloc", args.malloc]
             for flag in ("train", "test", "epochs", "batch_size", "max_length"):
                 cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if out.returncode or line is None:
-                print(f"{name} {precision}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+            try:
+                r = run_child(Path(__file__).name, *cmd, env=MALLOC[args.malloc])
+            except RuntimeError as exc:
+                print(f"{name} {precision}: {exc}", file=sys.stderr)
                 continue
-            results.append(json.loads(line[len("RESULT ") :]))
-            r = results[-1]
+            results.append(r)
             print(f"{name} {r['precision']}: {r['stages']} {r['counted']}", file=sys.stderr)
     print(
         f"\nMemory (MiB), Rotten-Tomatoes train {args.train} / test {args.test}, epochs "

@@ -14,12 +14,12 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import emit, peak_rss_mb, run_child
 
 #: name → (strategy, options); learning rates are the usual ones for each kind of training
 RUNS: dict[str, tuple[str, dict]] = {
@@ -90,7 +90,7 @@ def child(name: str, args: argparse.Namespace) -> dict:
         "epoch_seconds": epoch_seconds,
         "trainable_params": run.history.info["trainable_params"],
         "trainable_percent": run.history.info["trainable_percent"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "bundle_mb": round(bundle_bytes / 1e6, 2),
         "weights_mb": round(weights_bytes / 1e6, 3),
         "layer_weights": [round(w, 3) for w in run.layer_weights] if run.layer_weights else None,
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args)))
+        emit(child(args.child, args))
         return
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     # a run's own name first: "full" is the run "full", not every run of strategy full
@@ -120,34 +120,15 @@ def main() -> None:
     ]
     results = []
     for name in names:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            name,
-            "--train",
-            str(args.train),
-            "--test",
-            str(args.test),
-            "--epochs",
-            str(args.epochs),
-            "--batch-size",
-            str(args.batch_size),
-            "--max-length",
-            str(args.max_length),
-        ]
-        out = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-        )
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if out.returncode or line is None:
-            print(f"{name}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+        cmd = ["--child", name]
+        for flag in ("train", "test", "epochs", "batch_size", "max_length"):
+            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+        try:
+            r = run_child(Path(__file__).name, *cmd)
+        except RuntimeError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
             continue
-        results.append(json.loads(line[len("RESULT ") :]))
-        r = results[-1]
+        results.append(r)
         print(
             f"{name}: acc {r['accuracy']:.4f}, {r['train_seconds']} s, epochs {r['epoch_seconds']}",
             file=sys.stderr,

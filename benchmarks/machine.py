@@ -104,10 +104,13 @@ def emit(result: dict) -> None:
     print(RESULT + json.dumps(result), flush=True)
 
 
-def run_child(script: str, *args: str, timeout: float | None = None) -> dict:
-    """Run ``python benchmarks/<script> *args`` in a fresh process; its result dict."""
+def run_child(
+    script: str, *args: str, timeout: float | None = None, env: dict[str, str] | None = None
+) -> dict:
+    """Run ``python benchmarks/<script> *args`` in a fresh process (*env*: variables added to
+    its environment, e.g. an allocator setting read at start-up); its result dict."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **(env or {})}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     line = next((x for x in reversed(out.stdout.splitlines()) if x.startswith(RESULT)), None)
     if out.returncode or line is None:
