@@ -168,3 +168,18 @@ def test_finetune_with_a_cls_head_trains_and_predicts_as_the_full_model(tmp_path
     for a, b in zip(pruned, full):
         assert a.keys() == b.keys()
         assert all(abs(a[k] - b[k]) < 1e-5 for k in a)
+
+
+def test_a_detached_copy_of_a_used_model_is_pruned_too():
+    """An export's copy (taskmodel.detached_copy drops instance-level forwards) of a model
+    that already ran pruned still runs its last layer for the first token only."""
+    from tunekit.taskmodel import detached_copy
+
+    m = model(bert(dropout=0.0), dropout=0.0).eval()
+    b = batch()
+    assert query_rows(m, b, skip=True) == [(4, 1, 32)]  # the flag now lives on the layer
+    copied = detached_copy(m, m)
+    assert query_rows(copied, b, skip=True) == [(4, 1, 32)]
+    torch.testing.assert_close(
+        logits(copied, b, skip=True), logits(m, b, skip=False), atol=1e-5, rtol=1e-5
+    )

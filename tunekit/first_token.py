@@ -62,8 +62,11 @@ def first_token_layer(encoder: nn.Module) -> nn.Module | None:
         return None
     if _FLAG not in layer.__dict__:
         setattr(layer, _FLAG, False)
+    if getattr(layer.__dict__.get("forward"), "__func__", None) is not _forward:
         # an instance attribute (state dict and class untouched); a bound method, so that a
-        # deep copy of the model gets one bound to its own copy of the layer
+        # deep copy of the model gets one bound to its own copy of the layer. Installed
+        # again where it was removed while the flag stayed (taskmodel.detached_copy drops
+        # every instance-level forward of the copy an export traces)
         layer.forward = types.MethodType(_forward, layer)
     return layer
 
