@@ -56,6 +56,7 @@ import os
 import platform
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,6 +204,12 @@ def _fuse(path: Path, model: nn.Module) -> dict[str, int] | None:
     levels = [q.level for q in quiet]
     for q in quiet:
         q.setLevel(logging.ERROR)
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions("bert")
+    # onnxruntime's CPU SkipLayerNormalization is slower than the residual Add and
+    # LayerNormalization it replaces (docs/export.md); session_for disables the same fusion
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
     try:
         with contextlib.redirect_stdout(None):
             optimized = optimize_model(
@@ -210,6 +217,7 @@ def _fuse(path: Path, model: nn.Module) -> dict[str, int] | None:
                 model_type="bert",
                 num_heads=int(config.num_attention_heads),
                 hidden_size=int(config.hidden_size),
+                optimization_options=options,
                 opt_level=0,
             )
         counts = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
@@ -431,15 +439,22 @@ def export_onnx(
         probe = _probe(run, model, example)
     else:
         example = probe = graph_batch(task, probe_batch(model, run.tokenizer), run.tokenizer)
-    from .onnx_runtime import decode_records, session_for, task_from_info
+    from .onnx_runtime import (
+        SERVING_BATCH_SIZE,
+        decode_records,
+        serving_threads,
+        session_for,
+        task_from_info,
+    )
 
+    workers, threads = serving_threads()  # the gates serve as tunekit.load() does
     with atomic_directory(target) as tmp:
         onnx_path = tmp / MODEL_FILE
         inputs, outputs = trace_to_onnx(
             model, example, onnx_path, skip_outputs=post["produces"] if post else (), opset=opset
         )
         fused = _fuse(onnx_path, model) if optimize else None
-        session = session_for(onnx_path)
+        session = session_for(onnx_path, threads=threads)
         parity = {"atol": atol, "min_agreement": min_agreement}
         # the reference is the run's own model (adapters unmerged, as trained), so a wrong
         # merge or copy shows up as well as a wrong graph
@@ -498,9 +513,10 @@ def export_onnx(
                 served_tokenizer,
                 records,
                 max_length=run.training.max_length,
-                batch_size=run.training.eval_batch_size or 2 * run.training.batch_size,
+                batch_size=SERVING_BATCH_SIZE,
                 with_labels=True,
                 options={},
+                workers=workers,
             )
 
         torch_seconds = onnx_seconds = None
@@ -548,6 +564,7 @@ def export_onnx(
                 embed_batches=batches if embedder else [],
                 method=quantize,
                 served=served,
+                threads=threads,
                 max_drop=max_drop,
                 sizes=sizes,
                 speed=speed,
@@ -581,7 +598,9 @@ def export_onnx(
     return str(target)
 
 
-def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
+def per_token_int8(
+    source: str | os.PathLike, target: str | os.PathLike, *, contrib: bool | None = None
+) -> int:
     """Rewrite every ``MatMul`` of the graph at *source* whose second input is a constant
     2-D float weight as an int8 matrix product with **one activation scale per token**
     (row), written to *target*; returns how many were rewritten.
@@ -589,11 +608,14 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
     ``quantize_dynamic``'s ``DynamicQuantizeMatMul`` quantizes a whole activation tensor
     (every token of the padded batch) with one scale, so a token with large hidden values
     (BERT-like encoders have a few outlier dimensions) coarsens every other token. Here
-    each row ``a`` of ``A`` gets ``s = max|a| / 127`` and is rounded to ``round(a / s +
-    128)`` (uint8, zero point 128); the weight gets one symmetric scale per output channel
-    (``w = max|W[:, n]| / 127``, int8). ``MatMulInteger`` (the u8s8 integer GEMM of
-    onnxruntime's MLAS, VNNI/AMX) multiplies them and ``y = Cast(float) · w · s``
-    restores the scale — standard ONNX operators only (opset ≥ 10).
+    each row ``a`` of ``A`` gets ``s = max|a| / 127`` and ``QuantizeLinear(a / s, 1, 128)``
+    rounds it to uint8 (zero point 128; ``|a / s| <= 127``, so nothing saturates); the
+    weight gets one symmetric scale per output channel (``w = max|W[:, n]| / 127``, int8).
+    The u8s8 integer GEMM of onnxruntime's MLAS (VNNI/AMX) multiplies them and ``y = · w ·
+    s`` restores the scale. *contrib* (default: when the graph already uses onnxruntime's
+    ``com.microsoft`` operators, i.e. a fused export) writes the product as
+    ``MatMulIntegerToFloat``, which applies ``w`` in the GEMM's epilogue; otherwise
+    standard ONNX operators only: ``MatMulInteger``, ``Cast``, ``Mul`` (opset >= 10).
 
     Example::
 
@@ -604,16 +626,16 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
 
     model = onnx.load(str(source))
     graph = model.graph
+    microsoft = "com.microsoft"
+    if contrib is None:
+        contrib = any(node.domain == microsoft for node in graph.node)
     weights = {i.name: i for i in graph.initializer}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
+    uses = Counter(name for node in graph.node for name in node.input)
     constants = {
         "tk_q_zero_point": np.array(128, np.uint8),
+        "tk_q_one": np.array(1, np.float32),
         "tk_q_inv127": np.array(1 / 127, np.float32),
         "tk_q_eps": np.array(1e-12, np.float32),
-        "tk_q_128": np.array(128, np.float32),
     }
     nodes: list[Any] = []
     added = [numpy_helper.from_array(v, k) for k, v in constants.items()]
@@ -634,7 +656,7 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
             ),
             numpy_helper.from_array(scale, p + "w_scale"),
         ]
-        if consumers.get(weight.name, 0) == 1:
+        if uses[weight.name] == 1:
             removed.add(weight.name)
 
         def op(kind: str, inputs: list[str], output: str, **attrs: Any) -> None:
@@ -645,21 +667,30 @@ def per_token_int8(source: str | os.PathLike, target: str | os.PathLike) -> int:
         op("ReduceMax", [p + "abs"], p + "amax", axes=[-1], keepdims=1)
         op("Mul", [p + "amax", "tk_q_inv127"], p + "s0")
         op("Max", [p + "s0", "tk_q_eps"], p + "s")
-        # |a / s| <= 127, so a / s + 128 lies in [1, 255] and needs no Clip; rounding after
-        # adding the even 128 rounds as before (half to even)
-        op("Div", [a, p + "s"], p + "q0")
-        op("Add", [p + "q0", "tk_q_128"], p + "q1")
-        op("Round", [p + "q1"], p + "q2")
-        op("Cast", [p + "q2"], p + "q", to=TensorProto.UINT8)
-        op("MatMulInteger", [p + "q", p + "w", "tk_q_zero_point"], p + "i32")
-        op("Cast", [p + "i32"], p + "f", to=TensorProto.FLOAT)
-        op("Mul", [p + "f", p + "w_scale"], p + "y0")
+        op("Div", [a, p + "s"], p + "scaled")
+        op("QuantizeLinear", [p + "scaled", "tk_q_one", "tk_q_zero_point"], p + "q")
+        if contrib:
+            nodes.append(
+                helper.make_node(
+                    "MatMulIntegerToFloat",
+                    [p + "q", p + "w", "tk_q_one", p + "w_scale", "tk_q_zero_point"],
+                    [p + "y0"],
+                    name=p + "y0",
+                    domain=microsoft,
+                )
+            )
+        else:
+            op("MatMulInteger", [p + "q", p + "w", "tk_q_zero_point"], p + "i32")
+            op("Cast", [p + "i32"], p + "f", to=TensorProto.FLOAT)
+            op("Mul", [p + "f", p + "w_scale"], p + "y0")
         nodes.append(helper.make_node("Mul", [p + "y0", p + "s"], [y], name=p + "y"))
     kept = [i for i in graph.initializer if i.name not in removed]
     del graph.initializer[:]
     graph.initializer.extend(kept + added)
     del graph.node[:]
     graph.node.extend(nodes)
+    if contrib and not any(o.domain == microsoft for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(microsoft, 1))
     onnx.save(model, str(target))
     return count
 
@@ -705,6 +736,7 @@ def _quantize_int8(
     embed_batches: Sequence[Mapping[str, torch.Tensor]] = (),
     method: str = "int8",
     served: Callable[[Any, list], list],
+    threads: int | None = None,
     max_drop: float,
     sizes: dict,
     speed: dict,
@@ -715,7 +747,7 @@ def _quantize_int8(
     int8_path = tmp / ".model.int8.onnx"
     _quantize_file(fp32_path, int8_path, method)
     sizes["int8_bytes"] = int8_path.stat().st_size
-    int8_session = session_for(int8_path)
+    int8_session = session_for(int8_path, threads=threads)
     reference_metrics = run.task.metrics(reference, held_out)
     start = time.perf_counter()
     quantized = served(int8_session, held_out)

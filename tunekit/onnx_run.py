@@ -28,8 +28,10 @@ from .errors import ConfigError, DataError, ExportError
 from .onnx_runtime import (
     META_FILE,
     MODEL_FILE,
+    SERVING_BATCH_SIZE,
     decode_records,
     embed_texts,
+    serving_threads,
     session_for,
     task_from_info,
     verify_export,
@@ -46,6 +48,12 @@ class OnnxRun(Run):
     :meth:`similarity` (through its embedder graph), as its ``PairRun`` has. Training-side
     methods (``save``, ``export``, other task extras) are not available.
 
+    Serving: ``predict()`` cuts the texts into batches of ``SERVING_BATCH_SIZE`` (8) unless
+    ``batch_size=`` says otherwise, and runs ``workers`` of them side by side, each on
+    ``threads`` intra-op threads (:func:`tunekit.onnx_runtime.serving_threads`; default one
+    single-threaded run per CPU). ``workers=1`` puts every CPU on one batch (the lowest
+    latency for a single request); ``spin=True`` lets idle threads busy-wait.
+
     Example::
 
         serving = tunekit.load("out/onnx")
@@ -60,13 +68,17 @@ class OnnxRun(Run):
         info: dict[str, Any],
         path: Path,
         threads: int | None = None,
+        workers: int = 1,
+        spin: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(model=None, strategy=None, **kwargs)  # type: ignore[arg-type]
         self.session = session
         self.info = info
         self.path = path
+        self.workers = workers
         self._threads = threads
+        self._spin = spin
         self._embedder: Any = None
 
     @classmethod
@@ -77,8 +89,11 @@ class OnnxRun(Run):
         verify: bool = True,
         model_file: str = MODEL_FILE,
         threads: int | None = None,
+        workers: int | None = None,
+        spin: bool = False,
     ) -> OnnxRun:
-        """Load the export at *path* (verifying its manifest unless *verify* is false)."""
+        """Load the export at *path* (verifying its manifest unless *verify* is false);
+        *workers*, *threads*, *spin*: how it serves (the class's docstring)."""
         from transformers import AutoTokenizer
 
         from .config import TrainingConfig, build_config
@@ -88,11 +103,14 @@ class OnnxRun(Run):
         training = build_config(
             TrainingConfig, {**info["training"], "resume": False}, owner="training"
         )
+        workers, threads = serving_threads(workers, threads)
         return cls(
-            session=session_for(root / model_file, threads=threads),
+            session=session_for(root / model_file, threads=threads, spin=spin),
             info=info,
             path=root,
             threads=threads,
+            workers=workers,
+            spin=spin,
             task=task_from_info(info, where=root),
             tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False),
             training=training,
@@ -111,7 +129,6 @@ class OnnxRun(Run):
     def _decode(
         self, records, *, with_labels: bool, batch_size: int | None, options: dict[str, Any]
     ):
-        size = batch_size or self.training.eval_batch_size or 2 * self.training.batch_size
         predictions = decode_records(
             self.session,
             self.info,
@@ -119,9 +136,10 @@ class OnnxRun(Run):
             self.tokenizer,
             records,
             max_length=self.training.max_length,
-            batch_size=size,
+            batch_size=batch_size or SERVING_BATCH_SIZE,
             with_labels=with_labels,
             options=options,
+            workers=self.workers,
         )
         return predictions, None
 
@@ -150,14 +168,17 @@ class OnnxRun(Run):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"encode input {i} is empty or not a string ({text!r})")
         if self._embedder is None:
-            self._embedder = session_for(self.path / embedder["file"], threads=self._threads)
+            self._embedder = session_for(
+                self.path / embedder["file"], threads=self._threads, spin=self._spin
+            )
         out = embed_texts(
             self._embedder,
             self.tokenizer,
             batch,
             max_length=self.training.max_length,
-            batch_size=batch_size or self.training.eval_batch_size or 2 * self.training.batch_size,
+            batch_size=batch_size or SERVING_BATCH_SIZE,
             normalize=normalize,
+            workers=self.workers,
         )
         return out[0] if single else out
 
@@ -182,6 +203,22 @@ class OnnxRun(Run):
         raise ExportError("this run is already an ONNX export; copy its directory instead")
 
 
-def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> OnnxRun:
-    """Load and verify an ONNX export written by ``run.export(dir, format="onnx")``."""
-    return OnnxRun.from_directory(path, threads=threads)
+def load_onnx(
+    path: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    workers: int | None = None,
+    spin: bool = False,
+) -> OnnxRun:
+    """Load and verify an ONNX export written by ``run.export(dir, format="onnx")``.
+
+    *workers* batches run side by side on *threads* intra-op threads each (default: one
+    single-threaded run per CPU; ``workers=1``: one run on every CPU, the lowest latency
+    for one request); *spin* lets idle onnxruntime threads busy-wait (:class:`OnnxRun`).
+
+    Example::
+
+        serving = load_onnx("out/onnx")                      # 2 runs side by side on 2 CPUs
+        latency = load_onnx("out/onnx", workers=1, spin=True)
+    """
+    return OnnxRun.from_directory(path, threads=threads, workers=workers, spin=spin)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import BundleError, ExportError, TunekitError
+from .errors import BundleError, ConfigError, ExportError, TunekitError
 from .inference import RECORDS_PER_CHUNK
 
 FORMAT = "tunekit-onnx"
@@ -39,6 +39,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 META_FILE = "tunekit_onnx.json"
 MODEL_FILE = "model.onnx"
+#: texts an export serves per onnxruntime run by default (``OnnxRun.predict``, the gates)
+SERVING_BATCH_SIZE = 8
+#: onnxruntime graph optimizers :func:`session_for` turns off
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 def is_onnx_export(path: str | os.PathLike) -> bool:
@@ -64,13 +68,48 @@ def graph_batch(task: Any, batch: Mapping[str, Any], tokenizer: Any) -> dict[str
     return {k: v for k, v in chosen.items() if isinstance(v, torch.Tensor)}
 
 
+def default_threads() -> int:
+    """The CPUs onnxruntime may use: ``OMP_NUM_THREADS`` when set, else the usable CPUs."""
+    from .hardware import usable_cpus
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else usable_cpus()
+
+
+def serving_threads(workers: int | None = None, threads: int | None = None) -> tuple[int, int]:
+    """``(workers, threads)``: how many batches an export serves side by side and how many
+    intra-op threads each onnxruntime run gets. Defaults: one single-threaded run per CPU
+    (:func:`default_threads`), since an encoder's small serving batches keep one thread
+    busy but not two (docs/export.md has the figures); ``workers=1`` gives the one run
+    every CPU (the lowest latency for a single request); *threads* alone divides the CPUs
+    among runs of that many threads.
+
+    Example::
+
+        serving_threads()                 # (2, 1) on 2 CPUs
+        serving_threads(workers=1)        # (1, 2)
+    """
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"{name}={value!r} must be a whole number >= 1 (or None: the CPUs)")
+    cpus = default_threads()
+    if workers is None:
+        workers = max(1, cpus // threads) if threads else cpus
+    if threads is None:
+        threads = max(1, cpus // workers)
+    return workers, threads
+
+
 def session_for(path: str | os.PathLike, *, threads: int | None = None, spin: bool = False) -> Any:
-    """An ``onnxruntime.InferenceSession`` for *path* on the CPU. *threads* (default: the
-    usable CPUs, or ``OMP_NUM_THREADS`` when set) intra-op threads. *spin*: let idle
-    intra-op threads busy-wait for work (onnxruntime's default); off by default because on
-    a shared, loaded CPU the spinning threads take cores from the ones working (measured
-    1.1-1.6x faster without it, docs/export.md), while the batches tunekit feeds are large
-    enough that waking threads costs little.
+    """An ``onnxruntime.InferenceSession`` for *path* on the CPU. *threads* (default:
+    :func:`default_threads`) intra-op threads. *spin*: let idle intra-op threads busy-wait
+    for work (onnxruntime's default); off by default because on a shared, loaded CPU the
+    spinning threads take cores from the ones working (measured 1.1-1.6x faster without
+    it, docs/export.md). onnxruntime's ``SkipLayerNormFusion`` is disabled: an export
+    keeps its residual adds and ``LayerNormalization`` apart
+    (:func:`tunekit.onnx_export.split_skip_layer_norms`), which its CPU kernels run faster.
 
     Example::
 
@@ -79,16 +118,39 @@ def session_for(path: str | os.PathLike, *, threads: int | None = None, spin: bo
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if threads is None:
-        from .hardware import usable_cpus
-
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() and int(env) > 0 else usable_cpus()
-    options.intra_op_num_threads = int(threads)
+    options.intra_op_num_threads = int(threads or default_threads())
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_OPTIMIZERS),
+    )
+
+
+def map_session_batches(
+    session: Any,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    outputs: Sequence[str],
+    *,
+    workers: int = 1,
+) -> list[dict[str, np.ndarray]]:
+    """:func:`run_session` on every batch of *feeds*, in order, with up to *workers* runs
+    side by side (threads: onnxruntime releases the GIL while it runs a graph; one
+    session serves concurrent runs). An error in any run is raised here.
+
+    Example::
+
+        outs = map_session_batches(session, [feeds_a, feeds_b], ["logits"], workers=2)
+    """
+    if workers <= 1 or len(feeds) <= 1:
+        return [run_session(session, f, outputs) for f in feeds]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(feeds)), thread_name_prefix="tunekit-onnx") as pool:
+        return list(pool.map(lambda f: run_session(session, f, outputs), feeds))
 
 
 def run_session(
@@ -188,17 +250,27 @@ def decode_records(
     batch_size: int,
     with_labels: bool,
     options: Mapping[str, Any],
+    workers: int = 1,
 ) -> list[Any]:
-    """*records* encoded by *task*, run through the ONNX *session* and decoded: what
-    ``predict()`` / ``evaluate()`` of an :class:`~tunekit.onnx_run.OnnxRun` return, and
-    what the export's gates compare with the run's own predictions."""
+    """*records* encoded by *task*, run through the ONNX *session* (*workers* batches side
+    by side: :func:`map_session_batches`) and decoded: what ``predict()`` / ``evaluate()``
+    of an :class:`~tunekit.onnx_run.OnnxRun` return, and what the export's gates compare
+    with the run's own predictions."""
     predictions: list[Any] = []
     for start in range(0, len(records), RECORDS_PER_CHUNK):
         chunk = records[start : start + RECORDS_PER_CHUNK]
         features = task.encode(chunk, tokenizer, max_length=max_length, with_labels=with_labels)
-        outputs = session_outputs(session, info, task, tokenizer, features, batch_size)
+        outputs = session_outputs(
+            session, info, task, tokenizer, features, batch_size, workers=workers
+        )
         predictions += task.decode(outputs, features, chunk, **options)
     return predictions
+
+
+def longest_first(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of *lengths* sorted longest first, cut into batches of *batch_size*."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def session_outputs(
@@ -208,17 +280,21 @@ def session_outputs(
     tokenizer: Any,
     features: Sequence[Any],
     batch_size: int,
+    *,
+    workers: int = 1,
 ) -> list[dict[str, np.ndarray]]:
-    """Per-feature ``task.batch_outputs`` in feature order (longest batched first)."""
+    """Per-feature ``task.batch_outputs`` in feature order (longest batched first; up to
+    *workers* batches run side by side)."""
     names = info["outputs"]
     post = info.get("postprocess")
-    order = sorted(range(len(features)), key=lambda i: -len(features[i].get("input_ids", ())))
+    batches = longest_first([len(f.get("input_ids", ())) for f in features], batch_size)
+    collated = [task.collate([features[i] for i in idx], tokenizer) for idx in batches]
+    feeds = [
+        {k: v.numpy() for k, v in graph_batch(task, batch, tokenizer).items()} for batch in collated
+    ]
     results: list[Any] = [None] * len(features)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = task.collate([features[i] for i in idx], tokenizer)
-        feeds = {k: v.numpy() for k, v in graph_batch(task, batch, tokenizer).items()}
-        raw = run_session(session, feeds, names)
+    raws = map_session_batches(session, feeds, names, workers=workers)
+    for idx, batch, raw in zip(batches, collated, raws):
         if post:
             raw.update(_postprocess(post, raw, batch))
         outputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
@@ -240,10 +316,11 @@ def embed_texts(
     max_length: int,
     batch_size: int,
     normalize: bool = True,
+    workers: int = 1,
 ) -> np.ndarray:
     """``[len(texts), width]`` float32 embeddings from an export's embedder graph
     (``embedder.onnx``): each text tokenized alone (truncated at *max_length*), batched
-    longest first, unit length when *normalize*.
+    longest first (up to *workers* batches side by side), unit length when *normalize*.
 
     Example::
 
@@ -253,13 +330,16 @@ def embed_texts(
     declared = [i.name for i in session.get_inputs()]
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     keys = [k for k in declared if k in enc]
-    order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
-    rows: list[np.ndarray | None] = [None] * len(texts)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    batches = longest_first([len(ids) for ids in enc["input_ids"]], batch_size)
+    feeds = []
+    for idx in batches:
         padded = tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="np")
-        feeds = {k: np.asarray(padded[k], dtype=np.int64) for k in keys}
-        vectors = run_session(session, feeds, ["embedding"])["embedding"].astype(np.float32)
+        feeds.append({k: np.asarray(padded[k], dtype=np.int64) for k in keys})
+    rows: list[np.ndarray | None] = [None] * len(texts)
+    for idx, out in zip(
+        batches, map_session_batches(session, feeds, ["embedding"], workers=workers)
+    ):
+        vectors = out["embedding"].astype(np.float32)
         if normalize:
             norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)  # torch.nn.functional.normalize's eps
