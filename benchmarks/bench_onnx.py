@@ -6,12 +6,16 @@ exactly the same weights: ``bench_inference.pipeline_model``) is fine-tuned brie
 Rotten-Tomatoes snippets (or loaded from ``--bundle``), exported with
 ``run.export(dir, format="onnx")``, with ``quantize="int8"`` and ``"int8-per-token"`` (all gated on the held-out
 split; the export's own figures are printed), then each side classifies the same texts of
-mixed length (1 to 5 snippets joined), same batch size and max length, after a warm-up
-batch; ``--repeats`` rounds (at least 3) that alternate the order of the sides, median and
-min-max reported. Label agreement is
-with ``run.predict``; the metric drop is the int8 gate's, on the held-out split.
+mixed length (1 to 5 snippets joined), same max length, at every ``--batch-sizes`` value,
+after a warm-up pass; ``--repeats`` rounds (at least 3) that alternate the order of the
+sides, median and min-max reported, and each side is compared at its own best batch size
+(the pipeline's best is the reference). The exports serve as ``load_onnx`` does by default
+(one single-threaded run per CPU, side by side); one more row serves int8 with
+``workers=1, spin=True`` (every thread on one batch: the lowest latency for one request).
+Label agreement is with ``run.predict``; the metric drop is the int8 gate's, on the
+held-out split.
 
-    python benchmarks/bench_onnx.py [--bundle DIR] [--texts 1000] [--repeats 3]
+    python benchmarks/bench_onnx.py [--bundle DIR] [--texts 1000] [--repeats 3] [--batch-sizes 8,16,32,64]
 
 With ``--bundle``, pass the ``--train`` size the bundle was trained with (default 1600):
 the held-out split is the ``--held-out`` snippets after the first ``--train``.
@@ -44,7 +48,12 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=1000, help="held-out labelled snippets")
     parser.add_argument("--texts", type=int, default=1000, help="mixed-length texts to classify")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-sizes",
+        type=lambda v: sorted(int(x) for x in v.split(",")),
+        default=[8, 16, 32, 64],
+        help="comma-separated batch sizes every side is measured at (each compared at its best)",
+    )
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     if args.repeats < 3:
@@ -102,8 +111,12 @@ def main() -> None:
     print(f"sizes: {int8_info['size']}; int8-per-token {token_info['size']['int8_bytes']}")
 
     threads = torch.get_num_threads()
-    fp32, int8 = load_onnx(fp32_dir, threads=threads), load_onnx(int8_dir, threads=threads)
-    token = load_onnx(token_dir, threads=threads)
+    fp32, int8, token = load_onnx(fp32_dir), load_onnx(int8_dir), load_onnx(token_dir)
+    latency = load_onnx(int8_dir, workers=1, spin=True)
+    print(
+        f"onnx serving: {int8.workers} runs side by side x {int8.threads} thread(s) "
+        f"(load_onnx default); the workers=1 row: 1 run x {latency.threads} threads, spinning"
+    )
     pipe = pipeline(
         "text-classification",
         model=pipeline_model(run),
@@ -112,53 +125,62 @@ def main() -> None:
         truncation=True,
         max_length=args.max_length,
     )
-    bs = args.batch_size
     sides = {
-        "pipeline (length-sorted)": lambda: [
+        "pipeline (length-sorted)": lambda bs: [
             r["label"]
             for r in sorted_pipeline_call(pipe, run.tokenizer, texts, bs, args.max_length)
         ],
-        "run.predict (torch fp32)": lambda: run.predict(texts, batch_size=bs),
-        "onnx fp32": lambda: fp32.predict(texts, batch_size=bs),
-        "onnx int8": lambda: int8.predict(texts, batch_size=bs),
-        "onnx int8-per-token": lambda: token.predict(texts, batch_size=bs),
+        "run.predict (torch fp32)": lambda bs: run.predict(texts, batch_size=bs),
+        "onnx fp32": lambda bs: fp32.predict(texts, batch_size=bs),
+        "onnx int8": lambda bs: int8.predict(texts, batch_size=bs),
+        "onnx int8-per-token": lambda bs: token.predict(texts, batch_size=bs),
+        "onnx int8, workers=1 spin": lambda bs: latency.predict(texts, batch_size=bs),
     }
-    warm = texts[:bs]
-    pipe(warm, batch_size=bs)
-    run.predict(warm, batch_size=bs)
-    fp32.predict(warm, batch_size=bs)
-    int8.predict(warm, batch_size=bs)
-    token.predict(warm, batch_size=bs)
+    for side in sides.values():  # warm-up: a full pass at the smallest and largest batch
+        side(args.batch_sizes[0])
+        side(args.batch_sizes[-1])
     # rounds alternate the order of the sides (forward, then backward), so a load change on
     # this shared machine hits every side alike instead of the ones measured last
-    labels: dict[str, list] = {}
-    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    labels: dict[tuple[str, int], list] = {}
+    seconds: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.repeats):
         for name in list(sides) if round_ % 2 == 0 else list(sides)[::-1]:
-            start = time.perf_counter()
-            labels[name] = sides[name]()
-            seconds[name].append(time.perf_counter() - start)
-    torch_predictions = labels["run.predict (torch fp32)"]
-    labels = {n: [p["label"] if isinstance(p, dict) else p for p in v] for n, v in labels.items()}
-    results = {
-        name: {"labels": labels[name], "rates": spread([len(texts) / s for s in seconds[name]])}
-        for name in sides
+            for bs in args.batch_sizes:
+                start = time.perf_counter()
+                labels[name, bs] = sides[name](bs)
+                seconds.setdefault((name, bs), []).append(time.perf_counter() - start)
+    rates = {key: spread([len(texts) / s for s in value]) for key, value in seconds.items()}
+    # each side at its own best batch size (the median of its rounds), as a careful user
+    # would set it; the pipeline's best is the reference
+    best = {
+        name: max(args.batch_sizes, key=lambda bs, n=name: rates[n, bs]["median"]) for name in sides
     }
-    reference = results["run.predict (torch fp32)"]["labels"]
-    base = results["pipeline (length-sorted)"]["rates"]["median"]
+    torch_predictions = labels["run.predict (torch fp32)", best["run.predict (torch fp32)"]]
+    labels = {k: [p["label"] if isinstance(p, dict) else p for p in v] for k, v in labels.items()}
+    reference = [p["label"] for p in torch_predictions]
+    base = rates["pipeline (length-sorted)", best["pipeline (length-sorted)"]]["median"]
     print(
-        f"\n{len(texts)} mixed-length texts, batch {bs}, max_length {args.max_length}, "
-        f"{threads} threads (torch and onnxruntime), median of {args.repeats} alternating rounds "
-        f"[min-max]; load average {load_average()}"
+        f"\n{len(texts)} mixed-length texts, max_length {args.max_length}, {threads} torch "
+        f"threads, median of {args.repeats} alternating rounds [min-max] at batch sizes "
+        f"{args.batch_sizes}; load average {load_average()}"
     )
-    print(f"{'side':28} {'texts/s':>10} {'[min-max]':>17} {'vs pipeline':>12} {'agreement':>10}")
-    for name, r in results.items():
-        agree = sum(a == b for a, b in zip(r["labels"], reference)) / len(reference)
-        rates = r["rates"]
+    print("texts/s by batch size:")
+    print(f"{'side':28} " + " ".join(f"{bs:>9}" for bs in args.batch_sizes))
+    for name in sides:
+        cells = " ".join(f"{rates[name, bs]['median']:9.1f}" for bs in args.batch_sizes)
+        print(f"{name:28} {cells}")
+    print("\neach side at its best batch size:")
+    header = f"{'side':28} {'batch':>5} {'texts/s':>10} {'[min-max]':>17} {'vs pipeline':>12}"
+    print(f"{header} {'agreement':>10}")
+    for name in sides:
+        bs = best[name]
+        r = rates[name, bs]
+        agree = sum(a == b for a, b in zip(labels[name, bs], reference)) / len(reference)
         print(
-            f"{name:28} {rates['median']:10.1f} [{rates['min']:7.1f}-{rates['max']:7.1f}] "
-            f"{rates['median'] / base:11.2f}x {100 * agree:9.2f}%"
+            f"{name:28} {bs:5d} {r['median']:10.1f} [{r['min']:7.1f}-{r['max']:7.1f}] "
+            f"{r['median'] / base:11.2f}x {100 * agree:9.2f}%"
         )
+    labels = {name: labels[name, best[name]] for name in sides}
     # how sure the torch model was where int8 disagrees: the logit margin |z1 - z0| of its
     # top probability p is log(p / (1 - p)); near-ties flip under any perturbation
     margins = [

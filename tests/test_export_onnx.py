@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import tunekit
-from tunekit.errors import BundleError, ExportError
+from tunekit.errors import BundleError, ConfigError, ExportError
 from tunekit.testing import make_tiny_model
 
 pytest.importorskip("onnxruntime")
@@ -306,9 +306,11 @@ def test_a_drop_of_exactly_max_drop_passes_the_int8_gate():
     assert drop_points(0.20, 0.25, higher=False) == 5.0  # a loss that grew
 
 
-def test_per_token_int8_scales_each_row_alone(tmp_path):
+@pytest.mark.parametrize("contrib", [False, True], ids=["standard-ops", "MatMulIntegerToFloat"])
+def test_per_token_int8_scales_each_row_alone(tmp_path, contrib):
     """One large row does not coarsen the others (what quantize_dynamic's one scale per
-    tensor does): every row of the product stays within int8 rounding of the fp32 one."""
+    tensor does): every row of the product stays within int8 rounding of the fp32 one, on
+    3-D activations, with standard ONNX operators or onnxruntime's MatMulIntegerToFloat."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -316,24 +318,145 @@ def test_per_token_int8_scales_each_row_alone(tmp_path):
     from tunekit.onnx_export import per_token_int8
 
     rng = np.random.default_rng(0)
-    weight = rng.standard_normal((16, 8)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "w"], ["y"])],
+    weight, other = (rng.standard_normal((16, n)).astype(np.float32) for n in (8, 5))
+    graph = helper.make_graph(  # two products of one input (as Q, K and V are): rows shared
+        [
+            helper.make_node("MatMul", ["a", "w"], ["y"]),
+            helper.make_node("MatMul", ["a", "v"], ["z"]),
+        ],
         "g",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
-        [numpy_helper.from_array(weight, "w")],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["b", "n", 16])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "n", 8]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["b", "n", 5]),
+        ],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(other, "v")],
     )
     onnx.save(
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx"
     )
-    assert per_token_int8(tmp_path / "f.onnx", tmp_path / "q.onnx") == 1
-    a = rng.standard_normal((4, 16)).astype(np.float32)
-    a[0] *= 1000.0  # an outlier token
-    got = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"a": a})[0]
-    want = a @ weight
-    for row in range(4):  # error relative to the row's own values, not the outlier's
-        assert np.abs(got[row] - want[row]).max() / np.abs(want[row]).max() < 0.05, row
+    assert per_token_int8(tmp_path / "f.onnx", tmp_path / "q.onnx", contrib=contrib) == 2
+    ops = [n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node]
+    assert ("MatMulIntegerToFloat" in ops) == contrib and ("MatMulInteger" in ops) != contrib
+    assert "MatMul" not in ops and ops.count("QuantizeLinear") == 1
+    a = rng.standard_normal((2, 4, 16)).astype(np.float32)
+    a[0, 0] *= 1000.0  # an outlier token
+    a[1, 2] *= 1e-3  # a tiny one
+    a[1, 3] = 0.0  # padding
+    y, z = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"a": a})
+    assert not z[1, 3].any() and not y[1, 3].any()
+    for got, want in ((y, a @ weight), (z, a @ other)):
+        for b, row in [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2)]:
+            # error relative to the row's own values, not the outlier's
+            err = np.abs(got[b, row] - want[b, row]).max() / np.abs(want[b, row]).max()
+            assert err < 0.05, (b, row, err)
+
+
+def test_exports_serve_small_batches_side_by_side(tiny, tmp_path, monkeypatch):
+    """load_onnx's default runs batches of SERVING_BATCH_SIZE on one single-threaded run
+    per CPU, side by side, and predicts exactly what one run on every thread predicts."""
+    from tunekit import onnx_runtime
+    from tunekit.onnx_run import load_onnx
+
+    run = train(tiny, "classify", "full")
+    path = run.export(tmp_path / "serving", format="onnx")
+    monkeypatch.setattr(onnx_runtime, "default_threads", lambda: 2)
+    side_by_side, single = load_onnx(path), load_onnx(path, workers=1)
+    assert (side_by_side.workers, side_by_side.threads) == (2, 1)
+    assert (single.workers, single.threads) == (1, 2)
+    texts = [r["text"] for r in reviews(37, seed=4)]
+    sizes: list[int] = []
+    real = onnx_runtime.run_session
+
+    def counted(session, feeds, outputs):
+        sizes.append(len(feeds["input_ids"]))
+        return real(session, feeds, outputs)
+
+    monkeypatch.setattr(onnx_runtime, "run_session", counted)
+    ours = side_by_side.predict(texts)
+    assert max(sizes) == onnx_runtime.SERVING_BATCH_SIZE and sum(sizes) == len(texts)
+    assert_same(ours, single.predict(texts))
+    assert_same(ours, run.predict(texts))
+    sizes.clear()
+    side_by_side.predict(texts, batch_size=5)
+    assert max(sizes) == 5 and len(sizes) == 8
+
+
+def test_map_session_batches_runs_them_at_once_in_order_and_raises_their_errors():
+    import threading
+
+    from tunekit.onnx_runtime import map_session_batches
+
+    class Session:
+        def __init__(self, parties, timeout=10.0):
+            self.barrier = threading.Barrier(parties, timeout=timeout)
+
+        def get_inputs(self):
+            return [type("Input", (), {"name": "x"})()]
+
+        def run(self, outputs, feeds):
+            self.barrier.wait()  # breaks unless `parties` runs are in flight together
+            if feeds["x"][0] < 0:
+                raise RuntimeError("bad batch")
+            return [feeds["x"] * 2]
+
+    feeds = [{"x": np.array([i])} for i in range(4)]
+    out = map_session_batches(Session(2), feeds, ["y"], workers=2)
+    assert [o["y"].item() for o in out] == [0, 2, 4, 6]
+    with pytest.raises(threading.BrokenBarrierError):  # one at a time never meets
+        map_session_batches(Session(2, timeout=0.2), feeds, ["y"], workers=1)
+    assert [o["y"].item() for o in map_session_batches(Session(1), feeds, ["y"])] == [0, 2, 4, 6]
+    with pytest.raises(RuntimeError, match="bad batch"):
+        map_session_batches(
+            Session(2), [{"x": np.array([1])}, {"x": np.array([-1])}], ["y"], workers=2
+        )
+
+
+def test_serving_threads_split_the_cpus(monkeypatch):
+    from tunekit import onnx_runtime
+    from tunekit.errors import ConfigError
+
+    monkeypatch.setattr(onnx_runtime, "default_threads", lambda: 4)
+    split = onnx_runtime.serving_threads
+    assert split() == (4, 1) and split(workers=1) == (1, 4) and split(threads=2) == (2, 2)
+    assert split(workers=3) == (3, 1) and split(workers=2, threads=3) == (2, 3)
+    for bad in ({"workers": 0}, {"threads": -1}, {"workers": 1.5}, {"threads": True}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            split(**bad)
+
+
+def test_exports_keep_the_residual_add_and_layer_norm_apart(tiny, tmp_path, monkeypatch):
+    """onnxruntime's CPU SkipLayerNormalization is slower than Add + LayerNormalization:
+    neither the export's fusions nor the session tunekit opens write it."""
+    import onnx
+    import onnxruntime as ort
+
+    from tunekit.onnx_runtime import session_for
+
+    run = train(tiny, "classify", "lora")
+    path = tmp_path / "serving" / "model.onnx"
+    run.export(tmp_path / "serving", format="onnx")
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"Attention", "LayerNormalization"} <= ops and "SkipLayerNormalization" not in ops
+
+    opened = []
+    real = ort.InferenceSession
+
+    def spy(model, options, **kwargs):
+        opened.append((options, kwargs))
+        return real(model, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    session_for(path)
+    options, kwargs = opened[0]
+
+    def optimized(**kwargs) -> set[str]:
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        real(str(path), options, **kwargs)
+        return {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+
+    assert "SkipLayerNormalization" in optimized(providers=kwargs["providers"])  # by default
+    assert "SkipLayerNormalization" not in optimized(**kwargs)
 
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
@@ -421,6 +544,11 @@ def test_bundle_loads_with_the_onnx_backend_and_the_cli_exports(tiny, tmp_path):
     served = tunekit.load(bundle, backend="onnx")
     assert type(served).__name__ == "OnnxRun"
     assert served.predict(inputs) == tunekit.load(bundle).predict(inputs)
+    latency = tunekit.load(bundle, backend="onnx", workers=1, threads=2, spin=True)
+    assert (latency.workers, latency.threads, latency.spin) == (1, 2, True)
+    assert latency.predict(inputs) == served.predict(inputs)
+    with pytest.raises(ConfigError, match="workers / threads / spin set how an ONNX export"):
+        tunekit.load(bundle, workers=2)
     data = tmp_path / "held.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in sentences(8, seed=5)))
     code = main(["export", bundle, str(tmp_path / "cli"), "--format", "onnx", "--data", str(data)])

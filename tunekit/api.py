@@ -263,6 +263,9 @@ def load(
     device: str | None = None,
     backend: str = "torch",
     verify_key: bytes | str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    spin: bool = False,
 ) -> Run:
     """Load a bundle written by ``run.save()``, verifying every file against its manifest.
 
@@ -278,9 +281,15 @@ def load(
     With *verify_key* (bytes or text), only a bundle saved with ``run.save(sign_key=...)``
     under the same key loads.
 
+    *workers*, *threads*, *spin* set how an ONNX export serves
+    (:func:`tunekit.onnx_run.load_onnx`: by default batches of 8 side by side, one
+    single-threaded onnxruntime run per CPU; ``workers=1`` for the lowest latency); they
+    are refused for a torch bundle, which ``num_threads`` (training config) governs.
+
     Example::
 
         model = tunekit.load("out/sentiment")
+        tunekit.load("out/onnx", workers=1, spin=True)   # one request at a time, fast
         model.predict("a dull, lifeless mess")
         tunekit.load("out/sentiment", verify_key=open("team.key", "rb").read())
     """
@@ -290,7 +299,14 @@ def load(
 
     if backend not in ("torch", "onnx"):
         raise ConfigError(f"backend={backend!r} is not known; use 'torch' or 'onnx'")
-    if is_onnx_export(path):
+    serving = {"workers": workers, "threads": threads, "spin": spin}
+    onnx = is_onnx_export(path)
+    if not onnx and backend == "torch" and (workers, threads, spin) != (None, None, False):
+        raise ConfigError(
+            f"workers / threads / spin set how an ONNX export serves, and {path} is a torch bundle; "
+            f"serve it with backend='onnx', or drop them (its torch threads: num_threads)"
+        )
+    if onnx:
         from .onnx_run import load_onnx
 
         if verify_key is not None:  # never skip a check the caller asked for
@@ -300,7 +316,7 @@ def load(
                 f"{path} is an ONNX export, which is not signed, so verify_key cannot be checked; "
                 f"load the signed bundle (backend='onnx' serves it through onnxruntime)"
             )
-        return load_onnx(path)
+        return load_onnx(path, **serving)
     from .trainer import CHECKPOINTS_DIR
 
     root = Path(path).expanduser()
@@ -315,15 +331,16 @@ def load(
         )
     run = load_bundle(find_bundle(path) or path, device=device, verify_key=verify_key)
     if backend == "onnx":
-        return _onnx_of(run)
+        return _onnx_of(run, **serving)
     return run
 
 
-def _onnx_of(run: Run) -> Run:
-    """*run* exported to ONNX in a temporary directory and served from there."""
+def _onnx_of(run: Run, **serving: Any) -> Run:
+    """*run* exported to ONNX in a temporary directory and served from there (*serving*:
+    :func:`tunekit.onnx_run.load_onnx`'s options)."""
     import tempfile
 
     from .onnx_run import load_onnx
 
     with tempfile.TemporaryDirectory(prefix="tunekit-onnx-") as tmp:
-        return load_onnx(run.export(Path(tmp) / "onnx", format="onnx"))
+        return load_onnx(run.export(Path(tmp) / "onnx", format="onnx"), **serving)

@@ -93,11 +93,12 @@ MAX_DROP = 1.0
 LOGIT_FEATURES = 256
 #: ``quantize=`` values: ``int8`` (onnxruntime's ``quantize_dynamic``: one activation scale
 #: per tensor; the fastest) and ``int8-per-token`` (one activation scale per token: closer
-#: to fp32, slower; docs/export.md has the figures)
+#: to fp32, nearly as fast; docs/export.md has the figures)
 QUANTIZE = ("int8", "int8-per-token")
 METHODS = {
     "int8": "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per channel)",
-    "int8-per-token": "per-token uint8 activations x per-channel int8 weights (MatMulInteger); "
+    "int8-per-token": "per-token uint8 activations x per-channel int8 weights "
+    "(MatMulIntegerToFloat, or MatMulInteger unfused); "
     "fused Attention and embeddings by quantize_dynamic",
 }
 
@@ -368,7 +369,8 @@ def export_onnx(
       equal predictions between the torch model and the graph).
     - *quantize*: ``"int8"`` writes a dynamically quantized graph instead
       (``quantize_dynamic``, the fastest); ``"int8-per-token"`` one whose matrix products
-      scale each token's activations alone (:func:`per_token_int8`: closer to fp32, slower).
+      scale each token's activations alone (:func:`per_token_int8`: closer to fp32, a
+      little slower).
       Either is refused when the task's metric on *records* drops more than *max_drop*
       points (1 point = 0.01).
     - *optimize*: fuse the encoder's attention, layer norms and GELUs into onnxruntime's
@@ -635,11 +637,15 @@ def per_token_int8(
         "tk_q_zero_point": np.array(128, np.uint8),
         "tk_q_one": np.array(1, np.float32),
         "tk_q_inv127": np.array(1 / 127, np.float32),
-        "tk_q_eps": np.array(1e-12, np.float32),
+        "tk_q_eps127": np.array(127e-12, np.float32),  # a row of zeros: scale 1e-12, not 0
+        "tk_q_flat": np.array([-1], np.int64),
+        "tk_q_start": np.array([0], np.int64),
+        "tk_q_last": np.array([-1], np.int64),
     }
     nodes: list[Any] = []
     added = [numpy_helper.from_array(v, k) for k, v in constants.items()]
     removed: set[str] = set()
+    quantized: dict[tuple[str, int], str] = {}  # (input, K) -> its quantized rows' prefix
     count = 0
     for node in graph.node:
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
@@ -663,27 +669,45 @@ def per_token_int8(
             nodes.append(helper.make_node(kind, inputs, [output], name=p + output, **attrs))  # noqa: B023
 
         a, y = node.input[0], node.output[0]
-        op("Abs", [a], p + "abs")
-        op("ReduceMax", [p + "abs"], p + "amax", axes=[-1], keepdims=1)
-        op("Mul", [p + "amax", "tk_q_inv127"], p + "s0")
-        op("Max", [p + "s0", "tk_q_eps"], p + "s")
-        op("Div", [a, p + "s"], p + "scaled")
-        op("QuantizeLinear", [p + "scaled", "tk_q_one", "tk_q_zero_point"], p + "q")
+        k, n = (int(d) for d in weight.dims)
+        if (a, k) not in quantized:  # products that share an input (Q, K, V) share its rows
+            r = p + "a_"
+            added.append(numpy_helper.from_array(np.array([-1, k], np.int64), r + "rows_k"))
+            # the row scales [..., 1]: max(ReduceMax(a), -ReduceMin(a)) / 127 (two reads of
+            # a, no |a| written), then a's rows [tokens, K] quantized per row (axis 0)
+            op("ReduceMax", [a], r + "hi", axes=[-1], keepdims=1)
+            op("ReduceMin", [a], r + "lo", axes=[-1], keepdims=1)
+            op("Neg", [r + "lo"], r + "neg_lo")
+            op("Max", [r + "hi", r + "neg_lo", "tk_q_eps127"], r + "amax")
+            op("Mul", [r + "amax", "tk_q_inv127"], r + "s")
+            op("Reshape", [a, r + "rows_k"], r + "rows")
+            op("Reshape", [r + "s", "tk_q_flat"], r + "row_s")
+            op("Shape", [r + "row_s"], r + "row_count")
+            op("Expand", ["tk_q_zero_point", r + "row_count"], r + "row_zp")
+            op("QuantizeLinear", [r + "rows", r + "row_s", r + "row_zp"], r + "q", axis=0)
+            op("Shape", [a], r + "shape")
+            op("Slice", [r + "shape", "tk_q_start", "tk_q_last"], r + "lead")
+            quantized[a, k] = r
+        r = quantized[a, k]
+        added.append(numpy_helper.from_array(np.array([n], np.int64), p + "n"))
         if contrib:
             nodes.append(
                 helper.make_node(
                     "MatMulIntegerToFloat",
-                    [p + "q", p + "w", "tk_q_one", p + "w_scale", "tk_q_zero_point"],
+                    [r + "q", p + "w", "tk_q_one", p + "w_scale", "tk_q_zero_point"],
                     [p + "y0"],
                     name=p + "y0",
                     domain=microsoft,
                 )
             )
         else:
-            op("MatMulInteger", [p + "q", p + "w", "tk_q_zero_point"], p + "i32")
+            op("MatMulInteger", [r + "q", p + "w", "tk_q_zero_point"], p + "i32")
             op("Cast", [p + "i32"], p + "f", to=TensorProto.FLOAT)
             op("Mul", [p + "f", p + "w_scale"], p + "y0")
-        nodes.append(helper.make_node("Mul", [p + "y0", p + "s"], [y], name=p + "y"))
+        # back to a's leading axes with N columns, then each row times its scale
+        op("Concat", [r + "lead", p + "n"], p + "y_shape", axis=0)
+        op("Reshape", [p + "y0", p + "y_shape"], p + "y1")
+        nodes.append(helper.make_node("Mul", [p + "y1", r + "s"], [y], name=p + "y"))
     kept = [i for i in graph.initializer if i.name not in removed]
     del graph.initializer[:]
     graph.initializer.extend(kept + added)

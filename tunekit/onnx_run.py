@@ -77,8 +77,8 @@ class OnnxRun(Run):
         self.info = info
         self.path = path
         self.workers = workers
-        self._threads = threads
-        self._spin = spin
+        self.threads = threads
+        self.spin = spin
         self._embedder: Any = None
 
     @classmethod
@@ -169,7 +169,7 @@ class OnnxRun(Run):
                 raise DataError(f"encode input {i} is empty or not a string ({text!r})")
         if self._embedder is None:
             self._embedder = session_for(
-                self.path / embedder["file"], threads=self._threads, spin=self._spin
+                self.path / embedder["file"], threads=self.threads, spin=self.spin
             )
         out = embed_texts(
             self._embedder,
