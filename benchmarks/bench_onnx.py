@@ -1,16 +1,16 @@
-"""ONNX serving: the export (fp32, int8, int8-per-token) vs ``run.predict`` (torch) vs the length-sorted
+"""ONNX serving: the export (fp32, int8, int8-per-tensor) vs ``run.predict`` (torch) vs the length-sorted
 transformers pipeline, on the embedded MiniLM classifier.
 
 A MiniLM classifier with the pooler head (so the ``text-classification`` pipeline can serve
 exactly the same weights: ``bench_inference.pipeline_model``) is fine-tuned briefly on
 Rotten-Tomatoes snippets (or loaded from ``--bundle``), exported with
-``run.export(dir, format="onnx")``, with ``quantize="int8"`` and ``"int8-per-token"`` (all gated on the held-out
+``run.export(dir, format="onnx")``, with ``quantize="int8"`` (per token) and ``"int8-per-tensor"`` (all gated on the held-out
 split; the export's own figures are printed), then each side classifies the same texts of
 mixed length (1 to 5 snippets joined), same max length, at every ``--batch-sizes`` value,
 after a warm-up pass; ``--repeats`` rounds (at least 3) that alternate the order of the
 sides, median and min-max reported, and each side is compared at its own best batch size
 (the pipeline's best is the reference). The exports serve as ``load_onnx`` does by default
-(one single-threaded run per CPU, side by side); one more row serves int8 with
+(one single-threaded run per CPU, side by side); one more row serves ``int8`` with
 ``workers=1, spin=True`` (every thread on one batch: the lowest latency for one request).
 Label agreement is with ``run.predict``; the metric drop is the int8 gate's, on the
 held-out split.
@@ -98,20 +98,20 @@ def main() -> None:
     int8_dir = run.export(tmp / "int8", format="onnx", records=held_out, quantize="int8")
     int8_export_s = time.perf_counter() - start
     start = time.perf_counter()
-    token_dir = run.export(
-        tmp / "int8-per-token", format="onnx", records=held_out, quantize="int8-per-token"
+    tensor_dir = run.export(
+        tmp / "int8-per-tensor", format="onnx", records=held_out, quantize="int8-per-tensor"
     )
-    token_export_s = time.perf_counter() - start
-    token_info = json.loads((Path(token_dir) / "tunekit_onnx.json").read_text())
+    tensor_export_s = time.perf_counter() - start
+    tensor_info = json.loads((Path(tensor_dir) / "tunekit_onnx.json").read_text())
     fp32_info = json.loads((Path(fp32_dir) / "tunekit_onnx.json").read_text())
     int8_info = json.loads((Path(int8_dir) / "tunekit_onnx.json").read_text())
     print(f"export fp32 {fp32_export_s:.0f} s, parity: {fp32_info['parity']}")
     print(f"export int8 {int8_export_s:.0f} s, gate: {int8_info['quantization']}")
-    print(f"export int8-per-token {token_export_s:.0f} s, gate: {token_info['quantization']}")
-    print(f"sizes: {int8_info['size']}; int8-per-token {token_info['size']['int8_bytes']}")
+    print(f"export int8-per-tensor {tensor_export_s:.0f} s, gate: {tensor_info['quantization']}")
+    print(f"sizes: {int8_info['size']}; int8-per-tensor {tensor_info['size']['int8_bytes']}")
 
     threads = torch.get_num_threads()
-    fp32, int8, token = load_onnx(fp32_dir), load_onnx(int8_dir), load_onnx(token_dir)
+    fp32, int8, tensor = load_onnx(fp32_dir), load_onnx(int8_dir), load_onnx(tensor_dir)
     latency = load_onnx(int8_dir, workers=1, spin=True)
     print(
         f"onnx serving: {int8.workers} runs side by side x {int8.threads} thread(s) "
@@ -133,7 +133,7 @@ def main() -> None:
         "run.predict (torch fp32)": lambda bs: run.predict(texts, batch_size=bs),
         "onnx fp32": lambda bs: fp32.predict(texts, batch_size=bs),
         "onnx int8": lambda bs: int8.predict(texts, batch_size=bs),
-        "onnx int8-per-token": lambda bs: token.predict(texts, batch_size=bs),
+        "onnx int8-per-tensor": lambda bs: tensor.predict(texts, batch_size=bs),
         "onnx int8, workers=1 spin": lambda bs: latency.predict(texts, batch_size=bs),
     }
     for side in sides.values():  # warm-up: a full pass at the smallest and largest batch
@@ -198,21 +198,19 @@ def main() -> None:
             if "onnx" in n
         ]
         print(f"{f'[{lo:g}, {hi:g})':>12} {len(idx):6d} " + " ".join(cells))
-    q = int8_info["quantization"]
+    print()
+    for name, export in (("int8", int8_info), ("int8-per-tensor", tensor_info)):
+        q = export["quantization"]
+        print(
+            f"held-out ({q['records']} snippets) {q['metric']}: torch {q['reference']:.4f}, {name} "
+            f"{q['quantized']:.4f} (drop {q['drop_points']:.2f} points; gate max_drop "
+            f"{q['max_drop']}); label agreement {100 * q['agreement']:.2f}%; "
+            f"{export['size']['int8_bytes'] / 1e6:.1f} MB"
+        )
     print(
-        f"\nheld-out ({q['records']} snippets) {q['metric']}: torch {q['reference']:.4f}, int8 "
-        f"{q['quantized']:.4f} (drop {q['drop_points']:.2f} points; gate max_drop {q['max_drop']}); "
-        f"held-out label agreement int8 {100 * q['agreement']:.2f}%, fp32 "
-        f"{100 * fp32_info['parity']['agreement']:.2f}% (max |Δlogit| "
-        f"{fp32_info['parity']['held_out_max_abs_diff']:.2e})"
-    )
-
-    t = token_info["quantization"]
-    print(
-        f"held-out int8-per-token {t['quantized']:.4f} (drop {t['drop_points']:.2f} points), "
-        f"label agreement {100 * t['agreement']:.2f}%; model sizes MB: fp32 "
-        f"{int8_info['size']['fp32_bytes'] / 1e6:.1f}, int8 {int8_info['size']['int8_bytes'] / 1e6:.1f}, "
-        f"int8-per-token {token_info['size']['int8_bytes'] / 1e6:.1f}"
+        f"fp32: held-out label agreement {100 * fp32_info['parity']['agreement']:.2f}% (max "
+        f"|Δlogit| {fp32_info['parity']['held_out_max_abs_diff']:.2e}), "
+        f"{int8_info['size']['fp32_bytes'] / 1e6:.1f} MB"
     )
 
 

@@ -298,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--quantize",
-        choices=["int8", "int8-per-token"],
+        choices=["int8", "int8-per-tensor"],
         default=None,
-        help="onnx: int8 weights (int8-per-token: one activation scale per token)",
+        help="onnx: int8 weights and activations (int8: one activation scale per token; "
+        "int8-per-tensor: onnxruntime's quantize_dynamic, one per tensor)",
     )
     ex.add_argument(
         "--max-drop",

@@ -298,7 +298,7 @@ class Run:
         ``format="onnx"`` writes a verified ONNX graph of the whole model (any task, head
         and strategy; see :func:`tunekit.onnx_export.export_onnx` for *options*:
         ``records=``, ``atol=``, ``min_agreement=``, ``quantize="int8"`` or
-        ``"int8-per-token"``, ``max_drop=``)
+        ``"int8-per-tensor"``, ``max_drop=``)
         that ``tunekit.load()`` serves through onnxruntime. For ``format="hf"``, a head with no exact transformers equivalent (mean pooling, a CRF, a layer mix...)
         is an :class:`~tunekit.errors.ExportError` naming the options that would export.
         See the "Export to transformers" section of the docs for each task.
