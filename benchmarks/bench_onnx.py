@@ -169,6 +169,13 @@ def main() -> None:
     for name in sides:
         cells = " ".join(f"{rates[name, bs]['median']:9.1f}" for bs in args.batch_sizes)
         print(f"{name:28} {cells}")
+    print("\nlabel agreement with run.predict by batch size (int8 scales depend on the batch):")
+    for name in sides:
+        cells = " ".join(
+            f"{100 * sum(a == b for a, b in zip(labels[name, bs], reference)) / len(reference):8.1f}%"
+            for bs in args.batch_sizes
+        )
+        print(f"{name:28} {cells}")
     print("\neach side at its best batch size:")
     header = f"{'side':28} {'batch':>5} {'texts/s':>10} {'[min-max]':>17} {'vs pipeline':>12}"
     print(f"{header} {'agreement':>10}")
