@@ -299,7 +299,7 @@ def load(
 
     if backend not in ("torch", "onnx"):
         raise ConfigError(f"backend={backend!r} is not known; use 'torch' or 'onnx'")
-    serving = {"workers": workers, "threads": threads, "spin": spin}
+    serving: dict[str, Any] = {"workers": workers, "threads": threads, "spin": spin}
     onnx = is_onnx_export(path)
     if not onnx and backend == "torch" and (workers, threads, spin) != (None, None, False):
         raise ConfigError(
