@@ -289,9 +289,9 @@ def load(
     Example::
 
         model = tunekit.load("out/sentiment")
-        tunekit.load("out/onnx", workers=1, spin=True)   # one request at a time, fast
         model.predict("a dull, lifeless mess")
         tunekit.load("out/sentiment", verify_key=open("team.key", "rb").read())
+        tunekit.load("out/onnx", workers=1, spin=True)   # one request at a time, fast
     """
     from .assembly import load_bundle
     from .bundle import find_bundle

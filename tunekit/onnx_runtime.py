@@ -108,8 +108,8 @@ def session_for(path: str | os.PathLike, *, threads: int | None = None, spin: bo
     for work (onnxruntime's default); off by default because on a shared, loaded CPU the
     spinning threads take cores from the ones working (measured 1.1-1.6x faster without
     it, docs/export.md). onnxruntime's ``SkipLayerNormFusion`` is disabled: an export
-    keeps its residual adds and ``LayerNormalization`` apart
-    (:func:`tunekit.onnx_export.split_skip_layer_norms`), which its CPU kernels run faster.
+    keeps its residual adds and ``LayerNormalization`` apart (the export's fusion step
+    skips them too), which onnxruntime's CPU kernels run faster than the fused operator.
 
     Example::
 
