@@ -494,6 +494,10 @@ def test_a_bi_encoder_export_encodes_and_compares_like_the_run(tiny, tmp_path, s
         served.similarity(["a", "b"], ["c"])
     with pytest.raises(tunekit.errors.DataError, match="empty"):
         served.encode(["good", " "])
+    # backend="onnx" serves from a temporary export that is gone once load returns: the
+    # embedder graph must be open by then
+    on_the_fly = tunekit.load(run.save(tmp_path / "bundle"), backend="onnx")
+    assert np.abs(on_the_fly.encode(texts) - theirs).max() <= 1e-5
 
 
 def test_a_cross_encoder_export_has_no_embedder(tiny, tmp_path):

@@ -104,7 +104,7 @@ class OnnxRun(Run):
             TrainingConfig, {**info["training"], "resume": False}, owner="training"
         )
         workers, threads = serving_threads(workers, threads)
-        return cls(
+        served = cls(
             session=session_for(root / model_file, threads=threads, spin=spin),
             info=info,
             path=root,
@@ -117,6 +117,10 @@ class OnnxRun(Run):
             backbone=info.get("backbone") or {},
             metrics=info.get("metrics"),
         )
+        embedder = info.get("embedder")
+        if embedder:  # opened now: tunekit.load(bundle, backend="onnx") deletes its export
+            served._embedder = session_for(root / embedder["file"], threads=threads, spin=spin)
+        return served
 
     def __repr__(self) -> str:
         quant = (self.info.get("quantization") or {}).get("kind", "fp32")
@@ -167,10 +171,6 @@ class OnnxRun(Run):
         for i, text in enumerate(batch):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"encode input {i} is empty or not a string ({text!r})")
-        if self._embedder is None:
-            self._embedder = session_for(
-                self.path / embedder["file"], threads=self.threads, spin=self.spin
-            )
         out = embed_texts(
             self._embedder,
             self.tokenizer,
