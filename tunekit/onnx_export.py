@@ -93,7 +93,7 @@ MAX_DROP = 1.0
 LOGIT_FEATURES = 256
 #: ``quantize=`` values: ``int8`` (one activation scale per token: the closest to fp32,
 #: ≥ 99 % label agreement on the benchmark model) and ``int8-per-tensor`` (onnxruntime's
-#: ``quantize_dynamic``: one activation scale per tensor, a few % faster, ~98 %;
+#: ``quantize_dynamic``: one activation scale per tensor, 5-15 % faster, ~98 %;
 #: docs/export.md has the figures)
 QUANTIZE = ("int8", "int8-per-tensor")
 METHODS = {
@@ -371,7 +371,7 @@ def export_onnx(
     - *quantize*: ``"int8"`` writes an int8 graph instead, whose matrix products scale
       each token's activations alone (:func:`per_token_int8`: the closest to fp32);
       ``"int8-per-tensor"`` one quantized by onnxruntime's ``quantize_dynamic`` (one scale
-      per activation tensor: a few % faster, more labels flip).
+      per activation tensor: 5-15 % faster, more labels flip).
       Either is refused when the task's metric on *records* drops more than *max_drop*
       points (1 point = 0.01).
     - *optimize*: fuse the encoder's attention, layer norms and GELUs into onnxruntime's
