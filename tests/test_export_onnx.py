@@ -539,7 +539,10 @@ def test_target_must_be_absent_or_empty(tiny, tmp_path):
         tunekit.load(path)
 
 
-def test_bundle_loads_with_the_onnx_backend_and_the_cli_exports(tiny, tmp_path):
+def test_bundle_loads_with_the_onnx_backend_and_the_cli_exports(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    from tunekit import onnx_run
     from tunekit.cli import main
 
     run = train(tiny, "ner-crf", "lora")
@@ -559,6 +562,30 @@ def test_bundle_loads_with_the_onnx_backend_and_the_cli_exports(tiny, tmp_path):
     assert code == 0
     info = json.loads((tmp_path / "cli" / "tunekit_onnx.json").read_text())
     assert info["parity"]["held_out_records"] == 8 and info["parity"]["agreement"] == 1.0
+    # the CLI serves the export with --workers / --threads / --spin, and refuses them for a
+    # torch bundle
+    served_args = ["--workers", "1", "--threads", "2", "--spin"]
+    loaded = []
+    real_load_onnx = onnx_run.load_onnx
+
+    def spy(path, **serving):
+        loaded.append(serving)
+        return real_load_onnx(path, **serving)
+
+    monkeypatch.setattr(onnx_run, "load_onnx", spy)
+    capsys.readouterr()
+    words = json.dumps(inputs[0])  # a pre-split sentence: JSON on the command line
+    assert main(["predict", str(tmp_path / "cli"), words, *served_args]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == json.loads(json.dumps(served.predict(inputs[:1]), default=str))
+    assert main(["evaluate", str(tmp_path / "cli"), "--data", str(data), "--workers", "2"]) == 0
+    assert "f1" in capsys.readouterr().out
+    assert loaded == [
+        {"workers": 1, "threads": 2, "spin": True},
+        {"workers": 2, "threads": None, "spin": False},
+    ]
+    assert main(["predict", bundle, words, "--workers", "2"]) != 0
+    assert "workers / threads / spin set how an ONNX export serves" in capsys.readouterr().err
 
 
 def test_serving_imports_no_training_library(tiny, tmp_path):

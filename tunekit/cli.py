@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a predict() option of the task, e.g. --option top_k=5 (repeatable; values parsed "
         "like finetune flags)",
     )
+    _serving_arguments(pr)
 
     ev = sub.add_parser(
         "evaluate", help="evaluate a saved bundle on labelled data", epilog=columns_help
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the bundle unless it was signed (--sign-key-file) with the key in this file",
     )
     ev.add_argument("--data", required=True, help="labelled data file")
+    _serving_arguments(ev)
 
     ex = sub.add_parser(
         "export",
@@ -455,6 +457,30 @@ def _read_inputs(args: argparse.Namespace) -> list[Any]:
     return parsed
 
 
+def _serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` / ``--threads`` / ``--spin``: how an ONNX export serves (``tunekit.load``)."""
+    group = parser.add_argument_group("serving an ONNX export")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="batches run side by side (default: one per CPU; 1: every thread on one batch)",
+    )
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="onnxruntime threads per batch (default: the CPUs divided among the workers)",
+    )
+    group.add_argument(
+        "--spin", action="store_true", help="let idle onnxruntime threads busy-wait for work"
+    )
+
+
+def _serving(args: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": args.workers, "threads": args.threads, "spin": args.spin}
+
+
 def _cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
     from .api import load
 
@@ -471,7 +497,8 @@ def _cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
     if table and not Path(args.input_file).is_file():
         raise ConfigError(f"--input file {args.input_file} not found")
     inputs = Path(args.input_file) if table and not args.inputs else _read_inputs(args)
-    run = load(args.bundle, verify_key=_read_key_file(args.verify_key_file, "--verify-key-file"))
+    key = _read_key_file(args.verify_key_file, "--verify-key-file")
+    run = load(args.bundle, verify_key=key, **_serving(args))
     columns = _column_options(run, extra)
     for pred in run.predict(inputs, batch_size=args.batch_size, **columns, **options):
         print(json.dumps(pred, ensure_ascii=False, default=str))
@@ -503,7 +530,7 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     from .api import load
 
     key = _read_key_file(args.verify_key_file, "--verify-key-file")
-    run = load(args.bundle, verify_key=key)
+    run = load(args.bundle, verify_key=key, **_serving(args))
     metrics = run.evaluate(args.data, **_column_options(run, extra))
     for name, value in metrics.items():
         print(f"{name}\t{value:.6f}" if isinstance(value, float) else f"{name}\t{value}")
