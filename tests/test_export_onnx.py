@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -366,16 +367,21 @@ def test_exports_serve_small_batches_side_by_side(tiny, tmp_path, monkeypatch):
     assert (single.workers, single.threads) == (1, 2)
     texts = [r["text"] for r in reviews(37, seed=4)]
     sizes: list[int] = []
+    runners: set[str] = set()  # the threads that ran a batch: the pool's, or the caller's
     real = onnx_runtime.run_session
 
     def counted(session, feeds, outputs):
         sizes.append(len(feeds["input_ids"]))
+        runners.add(threading.current_thread().name.split("_")[0])
         return real(session, feeds, outputs)
 
     monkeypatch.setattr(onnx_runtime, "run_session", counted)
     ours = side_by_side.predict(texts)
     assert max(sizes) == onnx_runtime.SERVING_BATCH_SIZE and sum(sizes) == len(texts)
+    assert runners == {"tunekit-onnx"}  # side by side, not one after another here
+    runners.clear()
     assert_same(ours, single.predict(texts))
+    assert runners == {threading.current_thread().name.split("_")[0]}
     assert_same(ours, run.predict(texts))
     sizes.clear()
     side_by_side.predict(texts, batch_size=5)
@@ -383,8 +389,6 @@ def test_exports_serve_small_batches_side_by_side(tiny, tmp_path, monkeypatch):
 
 
 def test_map_session_batches_runs_them_at_once_in_order_and_raises_their_errors():
-    import threading
-
     from tunekit.onnx_runtime import map_session_batches
 
     class Session:
