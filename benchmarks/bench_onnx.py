@@ -155,9 +155,10 @@ def main() -> None:
     best = {
         name: max(args.batch_sizes, key=lambda bs, n=name: rates[n, bs]["median"]) for name in sides
     }
-    torch_predictions = labels["run.predict (torch fp32)", best["run.predict (torch fp32)"]]
+    torch_key = "run.predict (torch fp32)", best["run.predict (torch fp32)"]
+    torch_predictions = labels[torch_key]
     labels = {k: [p["label"] if isinstance(p, dict) else p for p in v] for k, v in labels.items()}
-    reference = [p["label"] for p in torch_predictions]
+    reference = labels[torch_key]
     base = rates["pipeline (length-sorted)", best["pipeline (length-sorted)"]]["median"]
     print(
         f"\n{len(texts)} mixed-length texts, max_length {args.max_length}, {threads} torch "
